@@ -1,0 +1,1 @@
+"""featdepth.data"""
