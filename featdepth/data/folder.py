@@ -1,0 +1,255 @@
+"""Dataset for the folder format of ``docs/design.md`` (user video and the synthetic data).
+
+::
+
+    <root>/                      a sequence folder, or a folder of sequence folders
+      <sequence>/
+        images/000000.png ...    frames sorted by name (png or jpg); the main (left) camera
+        images_right/...         optional stereo right camera, same names
+        intrinsics.txt           pixel K of the stored images (3x3, or one line "fx fy cx cy")
+        stereo.txt               optional baseline in metres (right camera at +x)
+        depth/000000.npy         optional GT depth, float32 metres, 0 = invalid
+        poses.txt                optional KITTI 12-column T_world_cam, one line per frame
+        regions/000000.png       optional uint8 region labels
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from featdepth.data.base import FrameId, MonoDataset
+from featdepth.data.io import (
+    DataError,
+    DataFileNotFoundError,
+    PathLike,
+    load_depth_npy,
+    load_image,
+    load_regions_png,
+    read_baseline,
+    read_intrinsics_file,
+    read_kitti_poses,
+)
+from featdepth.data.transforms import RandomGenerator
+
+__all__ = ["FolderDataset", "list_sequences", "split_sequences", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def _is_sequence(path: Path) -> bool:
+    return (path / "images").is_dir()
+
+
+def list_sequences(root: PathLike) -> list[Path]:
+    """Sequence folders under ``root``: ``[root]`` if it is a sequence, else its sorted sub-folders with ``images/``.
+
+    Raises:
+        DataFileNotFoundError: ``root`` does not exist.
+        DataError: ``root`` holds no sequence.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFileNotFoundError(f"dataset folder not found: {root}")
+    if _is_sequence(root):
+        return [root]
+    seqs = sorted(p for p in root.iterdir() if p.is_dir() and _is_sequence(p))
+    if not seqs:
+        raise DataError(f"{root}: not a sequence folder (no images/) and contains no sequence folders")
+    return seqs
+
+
+def split_sequences(
+    root: PathLike, val_fraction: float = 0.1, val_names: Optional[Sequence[str]] = None
+) -> tuple[list[str], list[str]]:
+    """Split the sequences under ``root`` into training and validation names.
+
+    Args:
+        root: a folder of sequence folders.
+        val_fraction: fraction of sequences (sorted by name, taken from the end, at least one when
+            there are two or more) used for validation; ignored when ``val_names`` is given.
+        val_names: explicit validation sequence names.
+
+    Returns:
+        ``(train_names, val_names)``, both sorted.
+    """
+    names = [p.name for p in list_sequences(root)]
+    if val_names is not None:
+        unknown = sorted(set(val_names) - set(names))
+        if unknown:
+            raise DataError(f"{root}: unknown sequence names {unknown}; available: {names}")
+        val = sorted(set(val_names))
+    else:
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        n_val = math.ceil(val_fraction * len(names)) if val_fraction > 0 else 0
+        if len(names) < 2:
+            n_val = 0
+        n_val = min(n_val, len(names) - 1) if names else 0
+        val = names[len(names) - n_val :] if n_val else []
+    train = [n for n in names if n not in set(val)]
+    return train, val
+
+
+@dataclass
+class _Sequence:
+    name: str
+    path: Path
+    frames: list[str]
+    K: np.ndarray
+    baseline: Optional[float] = None
+    poses: Optional[np.ndarray] = None
+    right_names: set[str] = field(default_factory=set)
+
+
+def _list_images(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+class FolderDataset(MonoDataset):
+    """Sequences in the folder format, returning the sample structure of ``docs/design.md``.
+
+    Args:
+        root: one sequence folder or a folder of sequence folders.
+        frame_ids, height, width, is_train, load_depth, load_poses, load_regions, stereo_baseline,
+        flip_prob, color_jitter_prob, generator: see :class:`~featdepth.data.base.MonoDataset`.
+            ``stereo_baseline=None`` reads each sequence's ``stereo.txt``.
+        sequences: names of the sequences to use (default: all).
+        frame_stride: temporal offset ``f`` loads frame ``i + f * frame_stride``.
+
+    Targets whose neighbours fall outside the sequence (or whose right image is missing) are
+    skipped at index time (``num_skipped``); negative indices never wrap.
+
+    Raises:
+        DataError: a missing or malformed file (``intrinsics.txt``, ``stereo.txt``, ``poses.txt``),
+            ``'s'`` requested for a sequence without ``images_right/``, ``poses.txt`` whose row count
+            differs from the number of frames, or an unknown sequence name.
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        frame_ids: Sequence[FrameId],
+        height: int,
+        width: int,
+        is_train: bool = False,
+        sequences: Optional[Sequence[str]] = None,
+        load_depth: bool = False,
+        load_poses: bool = False,
+        load_regions: bool = False,
+        stereo_baseline: Optional[float] = None,
+        frame_stride: int = 1,
+        flip_prob: float = 0.5,
+        color_jitter_prob: float = 0.5,
+        generator: RandomGenerator = None,
+    ) -> None:
+        super().__init__(
+            frame_ids,
+            height,
+            width,
+            is_train=is_train,
+            load_depth=load_depth,
+            load_poses=load_poses,
+            load_regions=load_regions,
+            stereo_baseline=stereo_baseline,
+            flip_prob=flip_prob,
+            color_jitter_prob=color_jitter_prob,
+            generator=generator,
+        )
+        if isinstance(frame_stride, bool) or not isinstance(frame_stride, int) or frame_stride < 1:
+            raise ValueError(f"frame_stride must be a positive integer, got {frame_stride!r}")
+        self.root = Path(root)
+        self.frame_stride = frame_stride
+        seq_paths = list_sequences(self.root)
+        if sequences is not None:
+            by_name = {p.name: p for p in seq_paths}
+            unknown = [s for s in sequences if s not in by_name]
+            if unknown:
+                raise DataError(f"{self.root}: unknown sequence names {unknown}; available: {sorted(by_name)}")
+            seq_paths = [by_name[s] for s in sequences]
+        self.sequences = [self._load_sequence(p) for p in seq_paths]
+        self.build_index((si, i) for si, seq in enumerate(self.sequences) for i in range(len(seq.frames)))
+
+    def describe(self) -> str:
+        return f"FolderDataset({self.root})"
+
+    def _load_sequence(self, path: Path) -> _Sequence:
+        frames = _list_images(path / "images")
+        if not frames:
+            raise DataError(f"sequence {path.name!r} ({path}): no png/jpg frames in images/")
+        seq = _Sequence(name=path.name, path=path, frames=frames, K=read_intrinsics_file(path / "intrinsics.txt"))
+        if "s" in self.frame_ids:
+            right = path / "images_right"
+            if not right.is_dir():
+                raise DataError(f"sequence {path.name!r}: stereo frame 's' requested but {right} does not exist")
+            seq.right_names = set(_list_images(right))
+            if self.stereo_baseline is None:
+                stereo_file = path / "stereo.txt"
+                if not stereo_file.is_file():
+                    raise DataError(
+                        f"sequence {path.name!r}: stereo frame 's' requested but {stereo_file} does not exist "
+                        "(or pass stereo_baseline=)"
+                    )
+                seq.baseline = read_baseline(stereo_file)
+        if self.load_poses:
+            poses = read_kitti_poses(path / "poses.txt")
+            if len(poses) != len(frames):
+                raise DataError(
+                    f"{path / 'poses.txt'}: {len(poses)} poses but {len(frames)} frames in {path / 'images'}"
+                )
+            seq.poses = poses
+        if self.load_depth and not (path / "depth").is_dir():
+            raise DataError(f"sequence {path.name!r}: load_depth=True but {path / 'depth'} does not exist")
+        if self.load_regions and not (path / "regions").is_dir():
+            raise DataError(f"sequence {path.name!r}: load_regions=True but {path / 'regions'} does not exist")
+        return seq
+
+    # hooks ------------------------------------------------------------------
+    def _neighbour(self, item: tuple[int, int], frame_id: int) -> int:
+        return item[1] + frame_id * self.frame_stride
+
+    def has_frame(self, item: tuple[int, int], frame_id: FrameId) -> bool:
+        seq = self.sequences[item[0]]
+        if frame_id == "s":
+            return seq.frames[item[1]] in seq.right_names
+        return 0 <= self._neighbour(item, frame_id) < len(seq.frames)
+
+    def get_color(self, item: tuple[int, int], frame_id: FrameId) -> Image.Image:
+        seq = self.sequences[item[0]]
+        if frame_id == "s":
+            return load_image(seq.path / "images_right" / seq.frames[item[1]])
+        return load_image(seq.path / "images" / seq.frames[self._neighbour(item, frame_id)])
+
+    def get_intrinsics(self, item: tuple[int, int], image_size: tuple[int, int]) -> np.ndarray:
+        return self.sequences[item[0]].K
+
+    def is_left(self, item: Any) -> bool:
+        return True
+
+    def get_baseline(self, item: tuple[int, int]) -> float:
+        baseline = self.sequences[item[0]].baseline
+        assert baseline is not None
+        return baseline
+
+    def _stem(self, item: tuple[int, int]) -> str:
+        return Path(self.sequences[item[0]].frames[item[1]]).stem
+
+    def get_depth(self, item: tuple[int, int]) -> np.ndarray:
+        seq = self.sequences[item[0]]
+        return load_depth_npy(seq.path / "depth" / f"{self._stem(item)}.npy")
+
+    def get_pose(self, item: tuple[int, int], frame_id: int) -> np.ndarray:
+        poses = self.sequences[item[0]].poses
+        assert poses is not None
+        T_world_tgt = poses[item[1]]
+        T_world_src = poses[self._neighbour(item, frame_id)]
+        return np.linalg.inv(T_world_src) @ T_world_tgt
+
+    def get_regions(self, item: tuple[int, int]) -> np.ndarray:
+        seq = self.sequences[item[0]]
+        return load_regions_png(seq.path / "regions" / f"{self._stem(item)}.png")

@@ -1,0 +1,153 @@
+"""Per-pixel SSIM with a 3x3 box window (the FeatDepth / monodepth2 variant).
+
+Spec §2.1: both images are reflection-padded by 1 pixel, then a 3x3 average pooling with stride 1
+gives the local means, variances and covariance; ``C1 = 0.01**2`` and ``C2 = 0.03**2`` (images in
+``[0, 1]``). The dissimilarity used by the photometric loss is ``clamp((1 - SSIM) / 2, 0, 1)``.
+
+Precision: the variances are differences of nearly equal numbers (``E[x^2] - E[x]^2``), which is
+meaningless in bfloat16/float16. Half-precision inputs are therefore upcast to float32 and autocast
+is disabled inside; float64 inputs stay float64. The output dtype is that computation dtype.
+
+The module also holds the small precision helpers shared by the other loss modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SSIM", "ssim_dissimilarity", "ssim_map"]
+
+
+# --------------------------------------------------------------------------------------------------
+# shared private helpers (precision policy and shape checks of featdepth.losses)
+# --------------------------------------------------------------------------------------------------
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """Result dtype of the inputs promoted with float32 (half/bf16/int -> float32, float64 stays)."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def _upcast(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Cast all tensors to :func:`_compute_dtype` of them (a no-op for float32/float64 inputs)."""
+    dtype = _compute_dtype(*tensors)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+@contextlib.contextmanager
+def _autocast_disabled(device: torch.device) -> Iterator[None]:
+    """Disable autocast for ``device`` inside the block (no-op where autocast is unsupported)."""
+    try:
+        ctx: contextlib.AbstractContextManager = torch.autocast(device_type=device.type, enabled=False)
+    except (RuntimeError, ValueError):  # pragma: no cover - exotic device types
+        ctx = contextlib.nullcontext()
+    with ctx:
+        yield
+
+
+def _check_4d(t: object, name: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(t.shape)}")
+
+
+def _check_same_shape(x: Tensor, y: Tensor, name_x: str, name_y: str) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"{name_x} and {name_y} must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# SSIM
+# --------------------------------------------------------------------------------------------------
+
+
+def ssim_map(x: Tensor, y: Tensor, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
+    r"""Per-pixel, per-channel SSIM with a 3x3 box window after reflection padding by 1.
+
+    .. math::
+
+        \mathrm{SSIM} = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}
+                             {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)}
+
+    with :math:`\mu`, :math:`\sigma^2`, :math:`\sigma_{xy}` the 3x3 box-window (``avg_pool2d``,
+    stride 1) moments of the reflection-padded images. The variances are not clamped (as in the
+    reference code), so tiny negative rounding residues are possible in float32.
+
+    Args:
+        x: image ``(B, C, H, W)``, values in ``[0, 1]`` (the constants assume a unit data range).
+        y: image of the same shape as ``x``.
+        c1: luminance stabiliser, default ``0.01**2``.
+        c2: contrast stabiliser, default ``0.03**2``.
+
+    Returns:
+        SSIM map ``(B, C, H, W)`` in about ``[-1, 1]`` (1 where ``x == y``), in float32 for
+        half/bfloat16 inputs (float64 stays float64); autocast is disabled inside.
+
+    Raises:
+        ValueError: if the inputs are not 4-D, differ in shape, or ``H`` or ``W`` is below 2
+            (reflection padding needs at least 2 pixels).
+    """
+    _check_4d(x, "x")
+    _check_4d(y, "y")
+    _check_same_shape(x, y, "x", "y")
+    if x.shape[-2] < 2 or x.shape[-1] < 2:
+        raise ValueError(f"x and y need H >= 2 and W >= 2 for reflection padding, got {tuple(x.shape)}")
+    with _autocast_disabled(x.device):
+        x, y = _upcast(x, y)
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+        mu_x = F.avg_pool2d(x, 3, 1)
+        mu_y = F.avg_pool2d(y, 3, 1)
+        sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x * mu_x
+        sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y * mu_y
+        sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+        numerator = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
+        denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_x + sigma_y + c2)
+        return numerator / denominator
+
+
+def ssim_dissimilarity(x: Tensor, y: Tensor, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
+    """Per-pixel SSIM dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)``, spec §2.1.
+
+    Args:
+        x: image ``(B, C, H, W)`` in ``[0, 1]``.
+        y: image of the same shape.
+        c1: luminance stabiliser, default ``0.01**2``.
+        c2: contrast stabiliser, default ``0.03**2``.
+
+    Returns:
+        ``(B, C, H, W)`` map in ``[0, 1]``; 0 where the images agree. Not averaged over channels
+        (:func:`featdepth.losses.photometric.appearance_error` does that). Float32 for
+        half/bfloat16 inputs, see :func:`ssim_map`.
+    """
+    return torch.clamp((1 - ssim_map(x, y, c1, c2)) / 2, 0, 1)
+
+
+class SSIM(nn.Module):
+    """Module twin of :func:`ssim_dissimilarity`: ``forward(x, y) -> (B, C, H, W)`` dissimilarity map.
+
+    Args:
+        c1: luminance stabiliser, default ``0.01**2``.
+        c2: contrast stabiliser, default ``0.03**2``.
+    """
+
+    def __init__(self, c1: float = 0.01**2, c2: float = 0.03**2) -> None:
+        super().__init__()
+        self.c1 = float(c1)
+        self.c2 = float(c2)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Dissimilarity map ``clamp((1 - SSIM(x, y)) / 2, 0, 1)`` of shape ``(B, C, H, W)``."""
+        return ssim_dissimilarity(x, y, self.c1, self.c2)
+
+    def extra_repr(self) -> str:
+        return f"c1={self.c1}, c2={self.c2}"
