@@ -157,7 +157,7 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse._SubParsers
 def _register_optional() -> None:
     import importlib
 
-    for module in ("featdepth.cli_evaluate", "featdepth.cli_predict"):
+    for module in ("featdepth.cli_evaluate", "featdepth.cli_predict", "featdepth.cli_experiment"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

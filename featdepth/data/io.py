@@ -35,7 +35,7 @@ __all__ = [
     "load_regions_png",
 ]
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]
 
 
 class DataError(ValueError, OSError):

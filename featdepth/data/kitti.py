@@ -20,7 +20,7 @@ camera at the same frame, integer offsets load neighbours from the same camera.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image

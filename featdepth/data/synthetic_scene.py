@@ -507,7 +507,7 @@ class Renderer:
                 nf = _sample_tile(sc.tile_fine, u / 0.05 + prm[:, 3], hgt / 0.05)
                 base = sc.color[kt]
                 m = sc.mat[kt]
-                out = base * (1.0 + 0.05 * nf / (1.0 + (fp / 0.1) ** 2))[:, None]
+                out = base * (1.0 + 0.07 * nf / (1.0 + (fp * 10.0) * (fp * 10.0)))[:, None]
 
                 wi = np.flatnonzero(m == MAT_WINDOWS)
                 if wi.size:

@@ -86,7 +86,9 @@ def compute_depth_errors(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     g = np.asarray(gt, dtype=np.float64).reshape(-1)
     p = np.asarray(pred, dtype=np.float64).reshape(-1)
     if np.asarray(gt).ndim != 1 or np.asarray(pred).ndim != 1:
-        raise ValueError(f"gt and pred must be 1-D arrays of valid pixels, got shapes {np.shape(gt)} and {np.shape(pred)}")
+        raise ValueError(
+            f"gt and pred must be 1-D arrays of valid pixels, got shapes {np.shape(gt)} and {np.shape(pred)}"
+        )
     if g.shape != p.shape:
         raise ValueError(f"gt and pred must have the same length, got {g.shape[0]} and {p.shape[0]}")
     if g.size == 0:
@@ -517,6 +519,8 @@ def load_gt_depths(path: PathLike) -> list[np.ndarray]:
     for i in range(len(data)):
         item = np.asarray(data[i])
         if item.ndim != 2 or not np.issubdtype(item.dtype, np.number):
-            raise ValueError(f"{path}: entry {i} must be a numeric (H, W) depth map, got shape {item.shape} dtype {item.dtype}")
+            raise ValueError(
+                f"{path}: entry {i} must be a numeric (H, W) depth map, got shape {item.shape} dtype {item.dtype}"
+            )
         out.append(item.astype(np.float32, copy=False))
     return out

@@ -158,7 +158,9 @@ def project_velodyne_to_depth(
             # 2) Duplicates found through the quirky linear index row*(W-1)+col-1: the pixel of the
             #    group's first point gets the group's minimum.
             key = rows * (W - 1) + cols - 1
-            ukey, first_idx, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+            ukey, first_idx, inverse, counts = np.unique(
+                key, return_index=True, return_inverse=True, return_counts=True
+            )
             group_min = np.full(ukey.shape[0], np.inf)
             np.minimum.at(group_min, inverse.reshape(-1), depth_vals)
             dup = counts > 1
@@ -213,7 +215,8 @@ def _benchmark_candidates(data_path: Path, gt_path: Path | None, folder: str, ca
     drive = Path(folder).name
     cands = [data_path / folder / rel]
     if gt_path is not None:
-        cands += [gt_path / "train" / drive / rel, gt_path / "val" / drive / rel, gt_path / drive / rel, gt_path / folder / rel]
+        cands += [gt_path / sub / drive / rel for sub in ("train", "val")]
+        cands += [gt_path / drive / rel, gt_path / folder / rel]
     return cands
 
 
@@ -285,7 +288,9 @@ def export_gt_depths(
                 try:
                     calib_cache[key] = read_raw_calibration(calib_dir, cam=cam)
                 except FileNotFoundError as exc:
-                    raise FileNotFoundError(f"split line {lineno} ({line.strip()!r}): calibration missing in {calib_dir}: {exc}") from exc
+                    raise FileNotFoundError(
+                        f"split line {lineno} ({line.strip()!r}): calibration missing in {calib_dir}: {exc}"
+                    ) from exc
             velo_file = data_path / folder / "velodyne_points" / "data" / f"{frame:010d}.bin"
             if not velo_file.is_file():
                 raise FileNotFoundError(f"split line {lineno} ({line.strip()!r}): Velodyne scan not found: {velo_file}")
@@ -295,7 +300,9 @@ def export_gt_depths(
             found = next((c for c in cands if c.is_file()), None)
             if found is None:
                 tried = ", ".join(str(c) for c in cands)
-                raise FileNotFoundError(f"split line {lineno} ({line.strip()!r}): ground-truth PNG not found; tried {tried}")
+                raise FileNotFoundError(
+                    f"split line {lineno} ({line.strip()!r}): ground-truth PNG not found; tried {tried}"
+                )
             depth = read_benchmark_depth_png(found)
         depths.append(depth.astype(np.float32))
     return save_gt_depths(out_path, depths)
@@ -311,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gt-path", default=None, help="root of the KITTI depth annotated tree (benchmark mode)")
     parser.add_argument("--duplicates", choices=["monodepth2", "nearest"], default="monodepth2")
     args = parser.parse_args(argv)
-    out = export_gt_depths(args.data_path, args.split_file, args.out, args.mode, gt_path=args.gt_path, duplicates=args.duplicates)
+    out = export_gt_depths(
+        args.data_path, args.split_file, args.out, args.mode, gt_path=args.gt_path, duplicates=args.duplicates
+    )
     print(f"wrote {out}")
     return 0
 

@@ -213,9 +213,9 @@ def calc_sequence_errors(
             delta_pred = inv_P[first] @ P[last]
             E = np.linalg.inv(delta_pred) @ delta_gt
             num_frames = last - first + 1.0
-            rows.append(
-                [float(first), rotation_error(E) / length, translation_error(E) / length, float(length), length / (0.1 * num_frames)]
-            )
+            r_err = rotation_error(E) / length
+            t_err = translation_error(E) / length
+            rows.append([float(first), r_err, t_err, float(length), length / (0.1 * num_frames)])
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
 
 

@@ -180,7 +180,9 @@ def read_kitti_trajectory(path: PathLike) -> np.ndarray:
     return out
 
 
-def write_tum_trajectory(path: PathLike, poses: np.ndarray, timestamps: Sequence[float] | np.ndarray | None = None) -> Path:
+def write_tum_trajectory(
+    path: PathLike, poses: np.ndarray, timestamps: Sequence[float] | np.ndarray | None = None
+) -> Path:
     """Write ``(N, 4, 4)`` ``T_world_cam`` as TUM lines ``timestamp tx ty tz qx qy qz qw``.
 
     ``timestamps`` (seconds, ``(N,)``) default to the frame index.

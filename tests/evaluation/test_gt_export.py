@@ -116,7 +116,9 @@ class TestProjectionRules:
         rng = np.random.default_rng(0)
         H, W = 6, 7
         n = 400
-        pix = [((int(rng.integers(-1, H + 1)), int(rng.integers(-1, W + 1))), float(rng.uniform(1, 50))) for _ in range(n)]
+        pix = [
+            ((int(rng.integers(-1, H + 1)), int(rng.integers(-1, W + 1))), float(rng.uniform(1, 50))) for _ in range(n)
+        ]
         pts = _simple_points(pix)
         got = project_velodyne_to_depth(pts, P_SIMPLE, (H, W), depth_from="camera", duplicates=duplicates)
 
@@ -167,7 +169,8 @@ def test_read_velodyne_points(tmp_path):
 
 
 def test_parse_split_line():
-    assert parse_split_line("2011_09_26/2011_09_26_drive_0002_sync 69 l") == ("2011_09_26/2011_09_26_drive_0002_sync", 69, "l")
+    folder = "2011_09_26/2011_09_26_drive_0002_sync"
+    assert parse_split_line(f"{folder} 69 l") == (folder, 69, "l")
     assert parse_split_line("a/b 3")[2] == "l"
     with pytest.raises(ValueError):
         parse_split_line("a/b x l")
