@@ -11,8 +11,10 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import types
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -194,7 +196,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check and coerce ``value`` to the annotated type ``hint``; error names ``key``."""
     origin = get_origin(hint)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:
         args = get_args(hint)
         if value is None:
             if type(None) in args:
@@ -220,6 +222,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "2e-4" (no dot) as a string: accept it as the number it spells.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' expects a number, got {value!r}")
         return float(value)
@@ -325,12 +333,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse the value of override '{text}': {exc}") from exc
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value.lower() for c in ".e") else value
+        except ValueError:
+            pass
     return key.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides to a nested dict (validation happens later)."""
-    data = _merge({}, data)
+    data = copy.deepcopy(dict(data))
     for text in overrides:
         path, value = parse_override(text)
         node = data

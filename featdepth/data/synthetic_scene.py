@@ -229,9 +229,9 @@ def camera_path(
 
     sway_period = rng.uniform(60.0, 140.0)
     w = 2 * np.pi / sway_period
-    amp = min(np.tan(np.radians(yaw_amplitude_deg)) / w, 0.7)
+    amp = min(np.tan(np.radians(yaw_amplitude_deg)) / w, 0.6)
     phi = rng.uniform(0, 2 * np.pi)
-    xc = rng.uniform(0.6, 1.2)
+    xc = rng.uniform(0.5, 1.0)
     pitch_amp = np.radians(pitch_amplitude_deg)
     pitch_period = rng.uniform(25.0, 60.0)
 

@@ -179,6 +179,10 @@ def validate(system: FeatDepthSystem, loader: DataLoader, device: torch.device, 
 
     was_training = system.training
     system.eval()
+    # Validation must not perturb the training random streams (resume determinism).
+    py_state, np_state = random.getstate(), np.random.get_state()
+    rng_guard = torch.random.fork_rng(devices=[])
+    rng_guard.__enter__()
     try:
         if system.stage == "featurenet":
             totals: list[float] = []
@@ -211,6 +215,9 @@ def validate(system: FeatDepthSystem, loader: DataLoader, device: torch.device, 
         metrics["median_ratio"] = result.ratio_median
         return metrics
     finally:
+        rng_guard.__exit__(None, None, None)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
         system.train(was_training)
 
 
@@ -274,10 +281,14 @@ class Trainer:
         self.train_loader = DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=workers > 0,
+            # A private generator: creating an iterator (e.g. when resuming mid-epoch) must not draw
+            # from the global RNG that dropout and the automask noise use.
+            generator=torch.Generator().manual_seed(t.seed),
         )
         self.val_loader = None
         if val_ds is not None and self.dist.is_main:
-            self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=min(workers, 2))
+            self.val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=min(workers, 2),
+                                         generator=torch.Generator().manual_seed(t.seed))
 
         self.system = FeatDepthSystem(cfg, stage=self.stage).to(self.device)
         if self.stage == "depth":

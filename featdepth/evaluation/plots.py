@@ -48,6 +48,8 @@ def plot_trajectories_topview(
     from matplotlib.figure import Figure
 
     preds = [pred] if isinstance(pred, np.ndarray) and np.asarray(pred).ndim == 3 else list(pred)
+    if isinstance(labels, str):
+        labels = [labels]
     if labels is None:
         labels = ["Prediction" if i == 0 else f"Prediction {i + 1}" for i in range(len(preds))]
     if len(labels) != len(preds):

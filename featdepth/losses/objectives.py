@@ -109,7 +109,7 @@ def depth_objective(
         errors = list(_stacked_appearance(warped[s], target, settings.ssim_weight, settings.robust_l1).unbind(0))
         result = min_reprojection(errors, identity, noise_std=settings.noise_std, generator=generator)
         photometric = photometric + result.loss_map.mean() / n_scales
-        if s == 0:
+        if s == 0 and identity is not None:
             automask = result.automask
         smooth = edge_aware_smoothness(
             disps[s],

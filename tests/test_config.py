@@ -1,0 +1,115 @@
+"""Configuration: defaults, presets, overrides, validation with errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from featdepth.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+    parse_override,
+    preset_names,
+)
+
+
+def test_defaults_validate():
+    cfg = config_from_dict({})
+    assert isinstance(cfg, Config)
+    assert cfg.mode == "M" and cfg.automask and cfg.disp_norm
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads(name):
+    cfg = load_config(name)
+    assert cfg.data.height % 32 == 0 and cfg.data.width % 32 == 0
+
+
+def test_paper_presets_match_the_spec():
+    m = load_config("kitti_featdepth_m")
+    assert (m.data.height, m.data.width) == (320, 1024)
+    assert m.model.depth_layers == 50 and m.model.pose_layers == 18 and m.model.feature_layers == 50
+    assert m.model.pose_input_size == [192, 640]
+    assert m.optim.lr == 1e-4 and m.optim.milestones == [20, 30] and m.optim.epochs == 40
+    assert m.optim.grad_clip == 35 and m.optim.warmup_iters == 500
+    assert m.loss.feature_metric_weight == 1e-3 and m.loss.smoothness_weight == 1e-3
+    assert (m.feature_stage.height, m.feature_stage.width, m.feature_stage.batch_size) == (256, 800, 5)
+    ms = load_config("kitti_featdepth_ms")
+    assert ms.mode == "MS" and not ms.automask and not ms.disp_norm and ms.data.stereo_baseline == 0.015
+    assert load_config("kitti_featdepth_s").mode == "S"
+    j = load_config("kitti_featdepth_joint")
+    assert j.train.stage == "joint" and (j.data.height, j.data.width) == (192, 640)
+    assert load_config("kitti_baseline_m").train.stage == "baseline"
+
+
+def test_unknown_key_names_it_and_suggests():
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim\.lrr'.*optim\.lr"):
+        load_config("synthetic_small", ["optim.lrr=1e-3"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'nosection'"):
+        config_from_dict({"nosection": {"a": 1}})
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.height=100", "data.height"),
+        ("optim.lr=abc", "optim.lr"),
+        ("optim.batch_size=1.5", "optim.batch_size"),
+        ("train.stage=nope", "train.stage"),
+        ("train.amp=fp8", "train.amp"),
+        ("model.depth_layers=19", "model.depth_layers"),
+        ("data.frame_ids=[1,0]", "data.frame_ids"),
+        ("data.frame_ids=[0,x]", "data.frame_ids"),
+        ("loss.automask=maybe", "loss.automask"),
+        ("model.pose_input_size=[190,640]", "model.pose_input_size"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("synthetic_small", [override])
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_override("optim.lr=2e-4") == (["optim", "lr"], 2e-4)
+    assert parse_override("data.frame_ids=[0,-1,1,s]") == (["data", "frame_ids"], [0, -1, 1, "s"])
+    cfg = load_config("synthetic_small", ["data.frame_ids=[0,-1,1,s]", "model.pose_input_size=null"])
+    assert cfg.data.frame_ids == [0, -1, 1, "s"] and cfg.mode == "MS"
+    assert cfg.model.pose_input_size is None
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("novalue")
+
+
+def test_preset_inheritance_and_override_order():
+    base = load_config("synthetic_small")
+    child = load_config("synthetic_baseline")
+    assert child.train.stage == "baseline" and child.data.height == base.data.height
+    assert load_config("synthetic_baseline", ["train.stage=joint"]).train.stage == "joint"
+
+
+def test_unknown_preset_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(str(bad))
+
+
+def test_dump_round_trip(tmp_path):
+    cfg = load_config("kitti_featdepth_ms", ["optim.lr=3e-4"])
+    dump_config(cfg, tmp_path / "c.yaml")
+    again = config_from_dict(yaml.safe_load((tmp_path / "c.yaml").read_text()))
+    assert config_to_dict(again) == config_to_dict(cfg)
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"optim": {"lr": 1.0}}
+    out = apply_overrides(data, ["optim.lr=2.0"])
+    assert data["optim"]["lr"] == 1.0 and out["optim"]["lr"] == 2.0
