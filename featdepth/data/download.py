@@ -23,6 +23,7 @@ Standard library only (``urllib``); nothing is downloaded unless the user runs t
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import sys
@@ -235,7 +236,7 @@ def _attempt(url: str, part: Path, timeout: float, chunk_size: int, progress_str
         if exc.code in RETRY_STATUSES:
             raise _Retryable(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise _Retryable(f"{url}: {reason}") from exc
     with resp:
@@ -251,7 +252,7 @@ def _attempt(url: str, part: Path, timeout: float, chunk_size: int, progress_str
                 while True:
                     try:
                         chunk = resp.read(chunk_size)
-                    except (TimeoutError, ConnectionError, OSError) as exc:
+                    except (http.client.HTTPException, TimeoutError, ConnectionError, OSError) as exc:
                         raise _Retryable(f"{url}: connection lost after {part.stat().st_size} bytes ({exc})") from exc
                     if not chunk:
                         break

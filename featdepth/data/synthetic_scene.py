@@ -488,7 +488,7 @@ class Renderer:
             dXb, dYb, dZb = dXf[bi], dYf[bi], dZf[bi]
             dcomp = np.where(a == 0, dXb, np.where(a == 1, dYb, dZb))
             shade = self.face_shade[2 * a + (dcomp > 0)]
-            albedo = sc.color[k].copy()
+            albedo = sc.color.take(k, axis=0)
             mat = sc.mat[k]
             tex = mat != MAT_FLAT
             if tex.any():
@@ -502,10 +502,10 @@ class Renderer:
                 u = np.where(at == 0, pz, px)  # horizontal coordinate along the face
                 hgt = np.where(at == 1, pz, sc.ground_y - py)  # height above ground
                 fp = tt * dd[bi][ti] / (self.focal * np.maximum(np.abs(dcomp[ti]), 1e-6))
-                prm = sc.params[kt]
+                prm = sc.params.take(kt, axis=0)
                 u = u + prm[:, 2]
                 nf = _sample_tile(sc.tile_fine, u / 0.05 + prm[:, 3], hgt / 0.05)
-                base = sc.color[kt]
+                base = albedo.take(ti, axis=0)
                 m = sc.mat[kt]
                 out = base * (1.0 + 0.07 * nf / (1.0 + (fp * 10.0) * (fp * 10.0)))[:, None]
 

@@ -10,6 +10,10 @@
 
 A checkpoint is a plain dict saved with ``torch.save`` (``model``, ``optimizer``, ``scheduler``,
 ``scaler``, ``step``, ``epoch``, ``rng``, ``config``, ``versions``...), so ``torch.load`` reads it directly.
+
+Test-only: ``FEATDEPTH_TEST_SLOW_CHECKPOINT=SECONDS`` makes every atomic write sleep that long in two halves,
+one in the middle of writing the temporary file and one between its fsync and the rename, so that the
+crash-safety tests can kill a process while a checkpoint is being written. Never set it otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +55,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    slow = _test_slow_write_seconds()
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if slow:
+                half = len(data) // 2
+                fh.write(data[:half])
+                fh.flush()
+                time.sleep(slow / 2)
+                fh.write(data[half:])
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if slow:
+            time.sleep(slow / 2)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -63,6 +78,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _test_slow_write_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("FEATDEPTH_TEST_SLOW_CHECKPOINT", "0") or 0))
+    except ValueError:
+        return 0.0
 
 
 def atomic_save(obj: Any, path: str | Path) -> str:
@@ -82,8 +104,22 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _manifest_digest(path: Path) -> str | None:
+    """The SHA-256 the manifest beside ``path`` records for it, if there is one (errors ignored)."""
+    try:
+        data = json.loads((path.parent / MANIFEST).read_text())
+        records = list(data.get("checkpoints") or []) + ([data["best"]] if data.get("best") else [])
+        for r in records:
+            if r.get("file") == path.name and r.get("sha256"):
+                return str(r["sha256"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        pass
+    return None
+
+
 def load_checkpoint(path: str | Path, expected_sha256: str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict, verifying its digest when one is known.
+    """Load a checkpoint dict, verifying its digest when one is known: ``expected_sha256``, or else the
+    digest the manifest (``checkpoints.json``) in the same folder records for the file.
 
     Raises:
         CheckpointError: missing file, digest mismatch, or unreadable content (names the file).
@@ -91,6 +127,8 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None, map_lo
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if expected_sha256 is None:
+        expected_sha256 = _manifest_digest(path)
     if expected_sha256 is not None:
         digest = file_sha256(path)
         if digest != expected_sha256:
@@ -177,11 +215,19 @@ class CheckpointManager:
         removed = records[: -self.keep]
         data = {"checkpoints": keep, "best": best}
         self._write_manifest(data)  # the manifest never names a file that is about to be deleted
+        named = {r["file"] for r in keep}
         for r in removed:
             try:
                 (self.folder / r["file"]).unlink()
             except OSError:
                 pass
+        # Checkpoints a killed process wrote but never entered in (or already dropped from) the manifest.
+        for p in self.folder.glob("step_*.pt"):
+            if p.name not in named:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
         self._remove_stale_temporaries()
         return self.folder / name
 

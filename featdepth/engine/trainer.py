@@ -15,6 +15,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,7 +29,18 @@ import featdepth
 from featdepth.config import Config, ConfigError, config_to_dict, dump_config
 from featdepth.data.factory import EpochSampler, SeededItems, build_datasets
 from featdepth.engine.checkpoints import CheckpointError, CheckpointManager, load_checkpoint
-from featdepth.engine.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from featdepth.engine.distributed import (
+    DistInfo,
+    all_gather_object,
+    all_reduce_mean,
+    all_true,
+    barrier,
+    broadcast_object,
+    env_dist_info,
+    init_distributed,
+    main_process_first,
+    restart_count,
+)
 from featdepth.engine.logging import RunLogger
 from featdepth.engine.schedule import WarmupStepSchedule
 from featdepth.models.system import FeatDepthSystem
@@ -129,14 +141,30 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = 35.0,
     params: list[nn.Parameter] | None = None,
+    sync: bool | None = None,
 ) -> StepResult:
-    """Forward, backward, clip, step. A non-finite loss or gradient skips the update."""
+    """Forward, backward, clip, step. A non-finite loss or gradient skips the update.
+
+    Under DistributedDataParallel (``sync=None`` detects it; ``sync=True`` forces it) the ranks first agree
+    on whether every rank's loss is finite: all skip the backward together (a rank that skipped alone would
+    leave the others waiting in the gradient all-reduce), and the names of the non-finite terms of every
+    rank are gathered. Gradients are averaged over ranks by DDP, so the gradient check agrees by itself.
+    """
+    if sync is None:
+        sync = isinstance(system, nn.parallel.DistributedDataParallel)
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(device, amp):
         out, outputs = system(batch)
     total = out.total.float()
     finite = bool(torch.isfinite(total))
     bad_terms = [k for k, v in out.terms.items() if not bool(torch.isfinite(v.detach()))]
+    if not finite and not bad_terms:
+        bad_terms = ["total"]
+    if sync:
+        finite = all_true(finite, device)
+        if not finite:
+            gathered = all_gather_object(bad_terms)
+            bad_terms = sorted({t for rank_terms in gathered for t in rank_terms})
     grad_norm = float("nan")
     if finite:
         if scaler is not None:
@@ -243,6 +271,72 @@ def check_output_dir(out_dir: Path, min_free_bytes: int = 200 * 2**20) -> None:
         raise TrainingError(f"only {free / 2**20:.0f} MiB free on the disk of {out_dir}; checkpoints need more")
 
 
+def checkpoint_bytes_estimate(system: nn.Module) -> int:
+    """Approximate size of a training checkpoint of ``system``: its state plus Adam's two moments."""
+    state = sum(t.numel() * t.element_size() for t in system.state_dict().values() if isinstance(t, Tensor))
+    moments = 2 * sum(p.numel() * 4 for p in system.parameters() if p.requires_grad)
+    return state + moments + (1 << 20)
+
+
+def check_disk_space(out_dir: Path, checkpoint_bytes: int, keep: int) -> None:
+    """Fail before training starts if the disk of ``out_dir`` cannot hold the checkpoints of the run:
+    ``keep`` checkpoints, ``best.pt`` and the temporary file of the one being written."""
+    folder = out_dir / "checkpoints"
+    existing = sum(p.stat().st_size for p in folder.glob("*.pt")) if folder.is_dir() else 0
+    needed = checkpoint_bytes * (keep + 2) - existing
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise TrainingError(
+            f"only {free / 2**20:.0f} MiB free on the disk of {out_dir}; the checkpoints of this run need about "
+            f"{needed / 2**20:.0f} MiB ({checkpoint_bytes / 2**20:.0f} MiB each, train.keep_checkpoints={keep}, "
+            f"plus best.pt and one being written). Free some space or choose another train.out_dir."
+        )
+
+
+def freeze_unused_heads(system: nn.Module) -> list[str]:
+    """Mark parameters no training stage uses as frozen: the ImageNet classifier (``fc``) the ResNet encoders
+    keep for strict state-dict loading. DistributedDataParallel with ``find_unused_parameters=False`` needs
+    every trainable parameter to receive a gradient; Adam never updated them anyway (their gradient is
+    ``None``), so single-process training is unchanged. Returns the names frozen."""
+    from featdepth.models.encoders import ResnetEncoder
+
+    frozen = []
+    for name, module in system.named_modules():
+        if isinstance(module, ResnetEncoder):
+            fc = getattr(module.encoder, "fc", None)
+            if isinstance(fc, nn.Module):
+                for pname, p in fc.named_parameters():
+                    if p.requires_grad:
+                        p.requires_grad_(False)
+                        frozen.append(f"{name}.encoder.fc.{pname}")
+    return frozen
+
+
+def compile_networks(system: nn.Module) -> list[str]:
+    """``torch.compile`` the networks of ``system`` in place (``nn.Module.compile``: state-dict keys are
+    unchanged). Returns the names compiled; on failure warns and returns ``[]`` (eager mode)."""
+    names = [n for n in ("depth_net", "pose_net", "feature_net") if isinstance(getattr(system, n, None), nn.Module)]
+    try:
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True  # a graph that fails to compile runs eagerly
+        for n in names:
+            getattr(system, n).compile()
+    except Exception as exc:  # noqa: BLE001 - compile is an optional speed-up
+        uncompile_networks(system, names)
+        warnings.warn(f"train.compile: torch.compile is unavailable ({type(exc).__name__}: {exc}); "
+                      f"training in eager mode", stacklevel=2)
+        return []
+    return names
+
+
+def uncompile_networks(system: nn.Module, names: list[str]) -> None:
+    for n in names:
+        module = getattr(system, n, None)
+        if isinstance(module, nn.Module) and hasattr(module, "_compiled_call_impl"):
+            module._compiled_call_impl = None
+
+
 class Trainer:
     """Runs one training stage. Construct, then call :meth:`fit`."""
 
@@ -253,10 +347,14 @@ class Trainer:
         self.stage = stage or cfg.train.stage
         self.out_dir = Path(out_dir or cfg.train.out_dir)
         self.device = resolve_device(cfg.train.device)
+        if dist_info is None and self.device.type == "cuda" and env_dist_info().enabled:
+            torch.cuda.set_device(env_dist_info().local_rank)  # before the NCCL group starts
         self.dist = dist_info or init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
+        if resume is None and restart_count() > 0:
+            resume = "auto"  # restarted by torchrun --max-restarts: continue from the newest good checkpoint
         self.on_step = on_step
         t = cfg.train
         self.amp = t.amp
@@ -274,7 +372,8 @@ class Trainer:
         h = (fs.height if is_feature and fs.height else cfg.data.height)
         w = (fs.width if is_feature and fs.width else cfg.data.width)
 
-        train_ds, val_ds = build_datasets(cfg, self.stage, height=h, width=w)
+        with main_process_first():  # rank 0 generates synthetic data (if missing); the others wait
+            train_ds, val_ds = build_datasets(cfg, self.stage, height=h, width=w)
         self.train_set = SeededItems(train_ds, t.seed)
         self.sampler = EpochSampler(len(train_ds), self.batch_size, t.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         workers = cfg.data.num_workers
@@ -293,11 +392,20 @@ class Trainer:
         self.system = FeatDepthSystem(cfg, stage=self.stage).to(self.device)
         if self.stage == "depth":
             self._load_feature_checkpoint()
+        freeze_unused_heads(self.system)
         if self.channels_last:
             self.system = self.system.to(memory_format=torch.channels_last)
         if t.sync_bn and self.dist.enabled:
-            self.system = nn.SyncBatchNorm.convert_sync_batchnorm(self.system)
+            if self.device.type == "cuda":
+                self.system = nn.SyncBatchNorm.convert_sync_batchnorm(self.system)
+            elif self.dist.is_main:
+                warnings.warn("train.sync_bn needs CUDA (PyTorch's SyncBatchNorm is GPU-only); "
+                              "using per-process BatchNorm statistics", stacklevel=2)
         self.params = self.system.trainable_parameters()
+        if self.dist.is_main:
+            check_disk_space(self.out_dir, checkpoint_bytes_estimate(self.system), t.keep_checkpoints)
+        self.compiled = compile_networks(self.system) if t.compile else []
+        self._compile_unchecked = bool(self.compiled)
         self.model: nn.Module = self.system
         if self.dist.enabled:
             self.model = nn.parallel.DistributedDataParallel(
@@ -359,15 +467,43 @@ class Trainer:
             return None
         return self.ckpt.save(self.state_dict(), self.step, self.epoch, metric)
 
-    def _resume(self, resume: str) -> None:
+    def _find_resume_state(self, resume: str) -> tuple[dict[str, Any], Path] | None:
         if resume == "auto":
-            found = self.ckpt.load_latest_good(warn=lambda msg: print(f"[featdepth] {msg}", file=sys.stderr))
-            if found is None:
-                return  # nothing to resume from: start fresh
-            state, path = found
-        else:
-            path = Path(resume)
-            state = load_checkpoint(path)
+            return self.ckpt.load_latest_good(warn=lambda msg: print(f"[featdepth] {msg}", file=sys.stderr))
+        path = Path(resume)
+        return load_checkpoint(path), path
+
+    def _resume_state_distributed(self, resume: str) -> tuple[dict[str, Any], Path] | None:
+        """Rank 0 chooses (and verifies) the checkpoint; the other ranks load the same file, or receive its
+        content from rank 0 where they cannot see it (no shared filesystem)."""
+        found, error = None, None
+        if self.dist.is_main:
+            try:
+                found = self._find_resume_state(resume)
+            except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+                error = exc
+        message = broadcast_object(
+            ("error", f"{type(error).__name__}: {error}") if error is not None
+            else ("ok", str(found[1]) if found is not None else None)
+        )
+        if error is not None:
+            raise error
+        if message[0] == "error":
+            raise CheckpointError(f"rank 0 could not load the checkpoint to resume from: {message[1]}")
+        if message[1] is None:
+            return None
+        path = Path(message[1])
+        visible = all(all_gather_object(path.is_file()))
+        if visible:
+            return found if self.dist.is_main else (load_checkpoint(path), path)
+        state = broadcast_object(found[0] if found is not None else None)
+        return state, path
+
+    def _resume(self, resume: str) -> None:
+        found = self._resume_state_distributed(resume) if self.dist.enabled else self._find_resume_state(resume)
+        if found is None:
+            return  # nothing to resume from: start fresh
+        state, path = found
         if state.get("stage", self.stage) != self.stage:
             raise CheckpointError(f"{path} is a '{state.get('stage')}' checkpoint; this run is stage '{self.stage}'")
         self.system.load_state_dict(state["model"])
@@ -378,6 +514,8 @@ class Trainer:
         self.step, self.epoch, self.epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
         set_rng_state(state["rng"])
+        if self.dist.enabled:  # the checkpoint holds rank 0's generators: give every rank its own stream again
+            seed_everything(self.cfg.train.seed + self.dist.rank + 1_000_003 * self.step)
         self.logger.text(f"resumed from {path} at step {self.step}")
         if self.dist.is_main:
             print(f"[featdepth] resumed from {path} (step {self.step}, epoch {self.epoch})", file=sys.stderr)
@@ -413,8 +551,7 @@ class Trainer:
                     lr = self.schedule.set(self.step, self.epoch)
                     batch = move_batch(batch, self.device, self.channels_last)
                     step_t0 = time.perf_counter()
-                    result = train_step(self.model, batch, self.optimizer, device=self.device, amp=self.amp,
-                                        scaler=self.scaler, grad_clip=self.cfg.optim.grad_clip, params=self.params)
+                    result = self._train_step(batch)
                     step_time = time.perf_counter() - step_t0
                     self._after_step(result, lr, data_time, step_time, batch)
                     steps_this_run += 1
@@ -438,7 +575,9 @@ class Trainer:
                     self.save_checkpoint(metric)
                 elif self.max_steps is not None and self.step >= self.max_steps:
                     break
-            if self.epoch_step != 0 or not self.ckpt.records():
+            # A final checkpoint where the run stopped mid-epoch (or saved none); not again for a run resumed
+            # from a checkpoint that was already finished (e.g. after an elastic restart).
+            if (self.epoch_step != 0 and steps_this_run > 0) or not self.ckpt.records():
                 if self.val_loader is not None:
                     last_metrics = validate(self.system, self.val_loader, self.device, self.amp, t.val_max_images)
                     self.logger.scalars(self.step, last_metrics, prefix="val/")
@@ -450,6 +589,8 @@ class Trainer:
         barrier()
         elapsed = time.perf_counter() - start_time
         last = self.ckpt.records()[-1]["file"] if self.dist.is_main and self.ckpt.records() else None
+        if self.dist.enabled:
+            last = broadcast_object(last)  # every rank needs it (e.g. stage 2 loads the stage-1 checkpoint)
         return {
             "stage": self.stage,
             "steps": self.step,
@@ -460,6 +601,23 @@ class Trainer:
             "checkpoint": str(self.ckpt.folder / last) if last else None,
             "out_dir": str(self.out_dir),
         }
+
+    def _train_step(self, batch: Any) -> StepResult:
+        def step() -> StepResult:
+            return train_step(self.model, batch, self.optimizer, device=self.device, amp=self.amp,
+                              scaler=self.scaler, grad_clip=self.cfg.optim.grad_clip, params=self.params)
+
+        if not self._compile_unchecked:
+            return step()
+        self._compile_unchecked = False  # the first compiled step shows whether compilation works here
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - fall back to eager mode
+            warnings.warn(f"train.compile: the compiled networks failed ({type(exc).__name__}: {exc}); "
+                          f"falling back to eager mode", stacklevel=2)
+            uncompile_networks(self.system, self.compiled)
+            self.compiled = []
+            return step()
 
     def _after_step(self, result: StepResult, lr: float, data_time: float, step_time: float, batch: Any) -> None:
         t = self.cfg.train

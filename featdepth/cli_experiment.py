@@ -1,0 +1,103 @@
+"""``featdepth experiment``: the ablation runner of :mod:`featdepth.experiments`.
+
+::
+
+    featdepth experiment run    --out DIR [--preset cpu|gpu|tiny] [--seeds 0 1] [--variants baseline fm_dis_cvt ...]
+                                [--steps N] [--feature-steps N] [--real-steps N] [--device cpu|cuda|auto]
+                                [--set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
+    featdepth experiment report DIR      (re-write DIR/report.md from DIR/results.json)
+    featdepth experiment presets         (list the presets with their estimated time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+
+def cmd_experiment_run(args: argparse.Namespace) -> int:
+    from featdepth.experiments.runner import VARIANTS, estimate_seconds, format_duration, get_preset, run_experiment
+
+    if args.dry_run:
+        p = get_preset(args.preset)
+        if args.seeds:
+            p.seeds = args.seeds
+        if args.variants:
+            unknown = [v for v in args.variants if v not in VARIANTS]
+            if unknown:
+                raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+            p.variants = args.variants
+        if args.steps is not None:
+            p.depth_steps = args.steps
+        if args.feature_steps is not None:
+            p.feature_steps = args.feature_steps
+        if args.device:
+            p.device = args.device
+        est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape)
+        print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
+              f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
+        return 0
+    command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
+    run_experiment(
+        args.out, args.preset, seeds=args.seeds, variants=args.variants, steps=args.steps,
+        feature_steps=args.feature_steps, real_steps=args.real_steps, device=args.device, overrides=args.overrides,
+        real=not args.no_real, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
+        keep_full_checkpoints=args.keep_checkpoints,
+    )
+    print(f"{args.out}/report.md")
+    return 0
+
+
+def cmd_experiment_report(args: argparse.Namespace) -> int:
+    from featdepth.experiments.report import load_results, write_report
+
+    path = write_report(load_results(args.dir), args.dir)
+    print(path)
+    return 0
+
+
+def cmd_experiment_presets(args: argparse.Namespace) -> int:
+    from featdepth.experiments.runner import PRESETS, estimate_seconds, format_duration
+
+    for name, p in PRESETS.items():
+        est = estimate_seconds(p)
+        print(f"{name:6s} {p.height}x{p.width} batch {p.batch_size}, {p.depth_steps} depth steps, {p.feature_steps} "
+              f"FeatureNet steps, seeds {p.seeds}, variants {', '.join(p.variants)}; "
+              f"~{format_duration(est['total'])} on the device this machine has")
+    return 0
+
+
+def register(sub: Any, data_sub: Any) -> None:
+    """Add ``featdepth experiment`` to the main parser (called by :mod:`featdepth.cli`)."""
+    exp = sub.add_parser("experiment", help="the paper's ablations: train variants, evaluate per region, write a report")
+    actions = exp.add_subparsers(dest="experiment_command", metavar="ACTION")
+    actions.required = True
+
+    p = actions.add_parser("run", help="train and evaluate the variants, write DIR/report.md")
+    p.add_argument("--out", required=True, help="output folder (runs, figures, results.json, report.md)")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="budget: tiny (seconds, tests), cpu (~30 min on 2 cores), gpu (larger)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("--variants", nargs="+", help="baseline fm_rec fm_dis fm_dis_cvt joint (default: the preset's)")
+    p.add_argument("--steps", type=int, help="depth/pose training steps per run")
+    p.add_argument("--feature-steps", type=int, help="FeatureNet stage steps")
+    p.add_argument("--real-steps", type=int, help="depth/pose steps of the real-data runs")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every synthetic run (repeatable)")
+    p.add_argument("--no-real", action="store_true", help="skip the real KITTI clips")
+    p.add_argument("--no-landscape", action="store_true", help="skip the loss landscape and FeatureNet statistics")
+    p.add_argument("--shared-data", help="folder holding kitti_raw_tiny and kitti_odom_06_tiny (default: ../shared/data)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the full (resumable) checkpoints instead of weights-only model.pt files")
+    p.add_argument("--dry-run", action="store_true", help="only print the plan and the time estimate")
+    p.set_defaults(func=cmd_experiment_run)
+
+    p = actions.add_parser("report", help="re-write DIR/report.md from DIR/results.json")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_experiment_report)
+
+    p = actions.add_parser("presets", help="list the presets and their estimated time")
+    p.set_defaults(func=cmd_experiment_presets)

@@ -1,0 +1,283 @@
+"""Baseline vs FeatDepth on the tiny real KITTI clips beside the checkout (``../shared/data``).
+
+Sources (read in place, never copied; only small split files, symlinks and an ``intrinsics.txt`` are
+written, into the experiment's own folder):
+
+- ``raw``: ``kitti_raw_tiny`` (drive 2011_09_26_0023, frames 0-6) with the KITTI raw loader
+  (:class:`~featdepth.data.KittiRawDataset`): a split folder ``<work>/splits/kitti_tiny/train_files.txt``
+  with the lines ``2011_09_26/2011_09_26_drive_0023_sync <i> l`` for frames 1-5 (targets; 0 and 6 are
+  only sources), ``data.dataset=kitti_raw``.
+- ``odom``: ``kitti_odom_06_tiny`` (odometry sequence 06, frames 0-50, greyscale; the loader replicates
+  grey to three channels) as a folder-format sequence ``<work>/odom06/odom06`` with ``images/``
+  symlinked to ``image_l/*.png``, ``intrinsics.txt`` from ``calib.txt``'s P0 and ``poses.txt``.
+
+Depth is always evaluated on the 7 frames of ``kitti_raw_tiny`` against the projected lidar
+(``proj_depth/velodyne/image_02/*.npz``, key ``velodyne_depth``) with the Eigen protocol (Garg crop,
+``1e-3 < gt < 80``, per-image median scaling, predictions clamped to ``[1e-3, 80]``, means over images);
+models trained on the greyscale odometry clip see greyscale versions of the raw frames. Frames 1-5
+of ``raw`` are training targets: this measures whether the pipeline learns real geometry at a given
+budget, not generalisation. Where a model has a PoseNet, the 5-frame ATE on the odometry clip is
+reported too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from featdepth.experiments.runner import (
+    FEATURENET_SETTINGS,
+    VARIANTS,
+    ExperimentPreset,
+    _log,
+    _write_json,
+    common_overrides,
+    load_system,
+    train_featurenet,
+    train_variant,
+)
+
+__all__ = [
+    "RealDataMissing",
+    "RAW_DRIVE",
+    "MONODEPTH2_REFERENCE",
+    "find_shared_data",
+    "write_raw_split",
+    "read_odom_intrinsics",
+    "build_odom_folder",
+    "real_overrides",
+    "load_raw_eval",
+    "evaluate_raw_depth",
+    "odometry_ate",
+    "run_real",
+]
+
+RAW_DRIVE = "2011_09_26/2011_09_26_drive_0023_sync"
+RAW_FRAMES = 7
+#: monodepth2 (mono, ResNet-18 from scratch, 640x192, batch 4, 400 steps, frames 1-5 as targets) on the
+#: same 7 frames and protocol, from the shared reference_figures.md (two seeds).
+MONODEPTH2_REFERENCE = {
+    "setting": "monodepth2, mono, ResNet-18 from scratch, 640x192, batch 4, lr 1e-4",
+    "rows": [
+        {"steps": 0, "seed": 0, "abs_rel": 0.450, "sq_rel": 4.73, "rmse": 12.24, "a1": 0.261},
+        {"steps": 400, "seed": 0, "abs_rel": 0.119, "sq_rel": 0.82, "rmse": 5.38, "a1": 0.843},
+        {"steps": 400, "seed": 1, "abs_rel": 0.129, "sq_rel": 0.81, "rmse": 5.16, "a1": 0.848},
+    ],
+}
+
+
+class RealDataMissing(RuntimeError):
+    """The real KITTI samples are not available; the message says where they were looked for."""
+
+
+def find_shared_data(path: str | Path | None = None) -> Path:
+    """The folder holding ``kitti_raw_tiny`` (and ``kitti_odom_06_tiny``).
+
+    Looks at ``path``, ``$FEATDEPTH_SHARED_DATA``, then ``../shared/data`` beside the checkout.
+    """
+    candidates = []
+    if path is not None:
+        candidates.append(Path(path))
+    if os.environ.get("FEATDEPTH_SHARED_DATA"):
+        candidates.append(Path(os.environ["FEATDEPTH_SHARED_DATA"]))
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [repo.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    for c in candidates:
+        if (c / "kitti_raw_tiny" / RAW_DRIVE).is_dir():
+            return c
+    raise RealDataMissing(f"kitti_raw_tiny not found (looked in {', '.join(str(c) for c in candidates)})")
+
+
+def write_raw_split(work: str | Path, frames: Sequence[int] = range(1, 6), side: str = "l",
+                    split: str = "kitti_tiny", repeat: int = 1) -> tuple[Path, str]:
+    """Write ``<work>/splits/<split>/train_files.txt``; returns ``(split_dir, split)`` for the config.
+
+    ``repeat`` writes the list that many times: an "epoch" of the trainer then covers ``repeat`` passes
+    over the clip, so it does not validate and write a checkpoint after every single batch.
+    """
+    split_dir = Path(work) / "splits"
+    (split_dir / split).mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"{RAW_DRIVE} {i} {side}\n" for i in frames)
+    (split_dir / split / "train_files.txt").write_text(lines * max(1, int(repeat)))
+    return split_dir, split
+
+
+def read_odom_intrinsics(calib: str | Path) -> np.ndarray:
+    """3x3 ``K`` of camera 0 from an odometry ``calib.txt`` (first line P0, labelled ``P0:`` or not)."""
+    for line in Path(calib).read_text().splitlines():
+        tokens = line.split()
+        if not tokens:
+            continue
+        if tokens[0].endswith(":"):
+            if tokens[0] != "P0:":
+                continue
+            tokens = tokens[1:]
+        values = np.array([float(t) for t in tokens], dtype=np.float64)
+        if values.size != 12:
+            raise ValueError(f"{calib}: P0 must have 12 numbers, got {values.size}")
+        return values.reshape(3, 4)[:, :3].copy()
+    raise ValueError(f"{calib}: no P0 line")
+
+
+def build_odom_folder(work: str | Path, odom_src: str | Path, name: str = "odom06") -> Path:
+    """A folder-format root ``<work>/odom06`` with one sequence ``odom06`` made of symlinks; returns the root."""
+    src = Path(odom_src)
+    root = Path(work) / name
+    seq = root / name
+    (seq / "images").mkdir(parents=True, exist_ok=True)
+    for img in sorted((src / "image_l").glob("*.png")):
+        link = seq / "images" / img.name
+        if not link.exists():
+            link.symlink_to(img.resolve())
+    K = read_odom_intrinsics(src / "calib.txt")
+    (seq / "intrinsics.txt").write_text("".join(" ".join(f"{v:.10g}" for v in row) + "\n" for row in K))
+    poses = seq / "poses.txt"
+    if (src / "poses.txt").is_file() and not poses.exists():
+        poses.symlink_to((src / "poses.txt").resolve())
+    return root
+
+
+def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPreset, seed: int) -> list[str]:
+    """Config overrides of a real-data run (data source, budget, seed)."""
+    r = preset.real
+    assert r is not None
+    samples = max(r.depth_steps, r.feature_steps, 1) * r.batch_size
+    if source == "raw":
+        split_dir, split = write_raw_split(work, repeat=math.ceil(samples / 5))
+        data = ["data.dataset=kitti_raw", f"data.path={shared / 'kitti_raw_tiny'}", f"data.split_dir={split_dir}",
+                f"data.split={split}", "data.use_calibration_K=true"]
+    elif source == "odom":
+        root = build_odom_folder(work, shared / "kitti_odom_06_tiny")
+        n = max(1, len(list((root / "odom06" / "images").glob("*.png"))) - 2)
+        names = ",".join(["odom06"] * math.ceil(samples / n))  # one long "epoch" (see write_raw_split)
+        data = ["data.dataset=folder", f"data.path={root}", f"data.train_sequences=[{names}]", "data.val_sequences=null"]
+    else:
+        raise ValueError(f"unknown real-data source {source!r} (raw | odom)")
+    return data + ["data.frame_ids=[0,-1,1]"] + common_overrides(
+        height=r.height, width=r.width, batch_size=r.batch_size, depth_steps=r.depth_steps,
+        feature_steps=r.feature_steps, seed=seed, lr=1e-4, warmup_iters=0, layers=preset.layers,
+        num_workers=r.num_workers, device=preset.device, val_max_images=preset.val_max_images)
+
+
+def load_raw_eval(raw_root: str | Path, height: int, width: int) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """The 7 left frames of ``kitti_raw_tiny`` at the network size and their lidar depth at full size."""
+    from featdepth.data import KittiRawDataset
+
+    lines = [f"{RAW_DRIVE} {i} l" for i in range(RAW_FRAMES)]
+    ds = KittiRawDataset(raw_root, lines, [0], height, width, is_train=False, load_depth=True)
+    images, gts = [], []
+    for i in range(len(ds)):
+        s = ds[i]
+        images.append(s["color"][0])
+        gts.append(s["depth_gt"][0].numpy())
+    return torch.stack(images), gts
+
+
+def to_grey(images: torch.Tensor) -> torch.Tensor:
+    """``(N,3,H,W)`` RGB -> luma (ITU-R 601) replicated to three channels."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * w).sum(1, keepdim=True).expand_as(images).contiguous()
+
+
+def evaluate_raw_depth(system: Any, images: torch.Tensor, gts: Sequence[np.ndarray], *,
+                       device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Eigen protocol (Garg crop, 1e-3 < gt < 80, per-image median scaling) on the given frames."""
+    from featdepth.evaluation.depth_metrics import evaluate_depth
+    from featdepth.evaluation.inference import predict_disparity
+    from featdepth.models.layers import disp_to_depth
+
+    m = system.cfg.model
+    disp = predict_disparity(system, images, device=device)
+    _, depth = disp_to_depth(disp, m.min_depth, m.max_depth)
+    preds = [d[0].numpy() for d in depth]
+    res = evaluate_depth(list(gts), preds, protocol="eigen", scaling="median", min_depth=1e-3, max_depth=80.0)
+    out = {"metrics": dict(res.metrics), "ratio_median": res.ratio_median, "ratio_std": res.ratio_std,
+           "num_images": res.num_images, "per_image_abs_rel": [p["abs_rel"] for p in res.per_image]}
+    return out
+
+
+def odometry_ate(system: Any, odom_root: Path, height: int, width: int, *, name: str = "odom06",
+                 device: torch.device | str = "cpu") -> dict[str, float]:
+    """5-frame ATE of the model's PoseNet on the odometry clip built by :func:`build_odom_folder`
+    (and of predicting no motion)."""
+    from featdepth.evaluation.inference import load_folder_sequence, predict_relative_poses
+    from featdepth.evaluation.pose_metrics import snippets_from_relative_poses
+    from featdepth.evaluation.trajectory import relative_poses_from_absolute
+
+    seq = load_folder_sequence(odom_root, name, height, width)
+    rel_gt = relative_poses_from_absolute(seq.poses)
+    rel_pred = predict_relative_poses(system, seq.images, device=device)
+    ates = snippets_from_relative_poses(rel_gt, rel_pred)
+    zero = snippets_from_relative_poses(rel_gt, np.broadcast_to(np.eye(4), rel_gt.shape).copy())
+    return {"ate5": float(np.mean(ates)), "ate5_std": float(np.std(ates)), "zero_motion_ate5": float(np.mean(zero))}
+
+
+def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str | Path | None = None,
+             device: str = "auto", slim: bool = True) -> dict[str, Any]:
+    """Train the real-data variants of ``preset.real`` on each source and evaluate them.
+
+    Layout: ``out_dir/work`` (split files, symlinked odometry folder), ``out_dir/<source>/featurenets/...``,
+    ``out_dir/<source>/runs/<variant>/seed<k>/`` (config.yaml, log.jsonl, result.json).
+
+    Raises:
+        RealDataMissing: the samples are not available.
+    """
+    from featdepth.config import load_config
+    from featdepth.engine.trainer import resolve_device, seed_everything
+    from featdepth.models.system import FeatDepthSystem
+
+    r = preset.real
+    if r is None:
+        return {"skipped": "this preset has no real-data part"}
+    shared = find_shared_data(shared_data)
+    out = Path(out_dir)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    images, gts = load_raw_eval(shared / "kitti_raw_tiny", r.height, r.width)
+    odom_root = build_odom_folder(work, shared / "kitti_odom_06_tiny") if (shared / "kitti_odom_06_tiny").is_dir() else None
+    results: dict[str, Any] = {"preset": {k: getattr(r, k) for k in r.__dataclass_fields__}, "shared_data": str(shared),
+                               "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
+
+    # untrained reference (a random network: close to a constant prediction after median scaling)
+    seed_everything(r.seeds[0])
+    cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + ["train.stage=baseline"])
+    results["untrained"] = evaluate_raw_depth(FeatDepthSystem(cfg0, stage="baseline").to(dev).eval(), images, gts, device=dev)
+
+    for source in r.sources:
+        if source == "odom" and odom_root is None:
+            results.setdefault("notes", []).append("kitti_odom_06_tiny not found: odometry source skipped")
+            continue
+        eval_images = to_grey(images) if source == "odom" else images
+        variants = [VARIANTS[v] for v in r.variants]
+        for seed in r.seeds:
+            base = real_overrides(source, shared, work, preset, seed)
+            fn_ckpt: dict[str, str] = {}
+            for setting in sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index):
+                d = out / source / "featurenets" / setting / f"seed{seed}"
+                _log(f"real[{source}] FeatureNet '{setting}' seed {seed} -> {d}")
+                fn_ckpt[setting] = train_featurenet(base, setting, d, slim=slim)["checkpoint"]
+            for v in variants:
+                d = out / source / "runs" / v.name / f"seed{seed}"
+                _log(f"real[{source}] {v.name} seed {seed} -> {d}")
+                t0 = time.perf_counter()
+                cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get(v.featurenet) if v.featurenet else None,
+                                       slim=slim)
+                system = load_system(cfg, v.stage, s["checkpoint"], dev)
+                ev = evaluate_raw_depth(system, eval_images, gts, device=dev)
+                run = {"source": source, "variant": v.name, "seed": seed, "out_dir": str(d), "steps": s.get("steps"),
+                       "wall_seconds": s.get("wall_seconds", time.perf_counter() - t0), "eval": ev}
+                if odom_root is not None and system.pose_net is not None:
+                    run["odometry"] = odometry_ate(system, odom_root, r.height, r.width, device=dev)
+                del system
+                _write_json(d / "result.json", run)
+                results["runs"].append(run)
+                _log(f"    abs_rel {ev['metrics']['abs_rel']:.4f} sq_rel {ev['metrics']['sq_rel']:.4f} "
+                     f"a1 {ev['metrics']['a1']:.4f}")
+    return results
