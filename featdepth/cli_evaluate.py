@@ -37,9 +37,28 @@ def _progress(args: argparse.Namespace) -> bool:
 # data export-gt / kitti-download
 
 
+def _resolve_split(args: argparse.Namespace, required: bool) -> None:
+    """``--split-dir D --split NAME`` -> ``args.split_file = D/NAME/test_files.txt``."""
+    if args.split is not None or args.split_dir is not None:
+        if args.split_file is not None:
+            raise CLIError("give --split-file, or --split-dir with --split, not both")
+        if args.split is None or args.split_dir is None:
+            raise CLIError("--split-dir and --split go together (they name <split-dir>/<split>/test_files.txt)")
+        args.split_file = str(Path(args.split_dir) / args.split / "test_files.txt")
+    if required and args.split_file is None:
+        raise CLIError("give --split-file (e.g. <splits>/eigen/test_files.txt), or --split-dir and --split")
+
+
+def _add_split_args(p: argparse.ArgumentParser, required_hint: str) -> None:
+    p.add_argument("--split-file", help=f"split file, lines '<date>/<drive> <frame> <l|r>' ({required_hint})")
+    p.add_argument("--split-dir", help="folder of splits (e.g. a checkout of monodepth2's splits/); with --split")
+    p.add_argument("--split", help="split name under --split-dir (eigen, eigen_benchmark, ...); reads its test_files.txt")
+
+
 def cmd_export_gt(args: argparse.Namespace) -> int:
     from featdepth.evaluation.gt_export import export_gt_depths
 
+    _resolve_split(args, required=True)
     if not Path(args.data_path).is_dir():
         raise CLIError(f"--data-path is not a folder: {args.data_path}")
     if not Path(args.split_file).is_file():
@@ -88,7 +107,7 @@ def cmd_evaluate_depth(args: argparse.Namespace) -> int:
     if args.pred is not None:
         if args.gt is None:
             raise CLIError("--pred needs --gt gt_depths.npz")
-        for flag in ("refine", "data_path", "split_file", "sequences"):
+        for flag in ("refine", "data_path", "split_file", "split_dir", "split", "sequences"):
             if getattr(args, flag) not in (None, "none", []):
                 raise CLIError(f"--{flag.replace('_', '-')} only applies with --checkpoint")
         if args.post_process:
@@ -98,8 +117,9 @@ def cmd_evaluate_depth(args: argparse.Namespace) -> int:
     else:
         if args.data_path is None:
             raise CLIError("--checkpoint needs --data-path (KITTI raw root, or a folder dataset with --dataset folder)")
+        _resolve_split(args, required=False)
         if args.dataset == "kitti_raw" and args.split_file is None:
-            raise CLIError("--dataset kitti_raw needs --split-file (e.g. <splits>/eigen/test_files.txt)")
+            raise CLIError("--dataset kitti_raw needs --split-file (e.g. <splits>/eigen/test_files.txt) or --split-dir and --split")
         if args.sequences and args.dataset != "folder":
             raise CLIError("--sequences applies to --dataset folder")
         if args.save_refined and args.refine != "whole-split":
@@ -177,7 +197,7 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
     # data export-gt
     p = data_sub.add_parser("export-gt", help="export KITTI ground-truth depth of a split to gt_depths.npz (monodepth2 format)")
     p.add_argument("--data-path", required=True, help="KITTI raw root (holding the <date> folders)")
-    p.add_argument("--split-file", required=True, help="split file, lines '<date>/<drive> <frame> <l|r>' (e.g. eigen/test_files.txt)")
+    _add_split_args(p, "e.g. eigen/test_files.txt")
     p.add_argument("--out", required=True, help="output .npz (key 'data': one depth map per line)")
     p.add_argument("--mode", choices=["velodyne", "benchmark"], default="velodyne",
                    help="velodyne: project the Velodyne scans (eigen); benchmark: KITTI depth annotated PNGs (eigen_benchmark)")
@@ -213,7 +233,7 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
     src.add_argument("--checkpoint", help="training checkpoint; predicts at the model's training size")
     src.add_argument("--data-path", help="KITTI raw root (--dataset kitti_raw) or folder-format root (--dataset folder)")
     src.add_argument("--dataset", choices=["kitti_raw", "folder"], default="kitti_raw")
-    src.add_argument("--split-file", help="KITTI split (e.g. <splits>/eigen/test_files.txt)")
+    _add_split_args(src, "KITTI raw, e.g. <splits>/eigen/test_files.txt")
     src.add_argument("--sequences", nargs="+", default=None, help="folder dataset: sequences to evaluate (default all)")
     src.add_argument("--pred", help="precomputed predictions .npy/.npz, N x h x w, in the order of --gt")
     src.add_argument("--pred-kind", choices=["disparity", "depth"], default="disparity",

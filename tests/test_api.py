@@ -52,7 +52,7 @@ def model(ckpt):
 
 @pytest.fixture(scope="module")
 def fast_model(tmp_path_factory):
-    path = make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "fast.pt", decoder="monodepth2")
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "fast.pt", stage="baseline", decoder="monodepth2")
     return featdepth.load(path, device="cpu")
 
 
@@ -192,7 +192,7 @@ class TestScaleConventions:
         state = {"depth_net." + k: v for k, v in fast_model.depth_net.state_dict().items()}
         state.update({"pose_net." + k: v for k, v in fast_model.pose_net.state_dict().items()})
         ms = make_tiny_checkpoint(tmp_path / "ms.pt", ["data.frame_ids=[0,-1,1,s]", "data.stereo_baseline=0.015"], state,
-                                  decoder="monodepth2")
+                                  stage="baseline", decoder="monodepth2")
         ms_model = featdepth.load(ms, device="cpu")
         assert ms_model.depth_kind == "metric (×36)"
         assert ms_model.min_depth == pytest.approx(3.6) and ms_model.max_depth == pytest.approx(3600.0)

@@ -31,6 +31,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 # ------------------------------------------------------------------------------------------ depth, files
+@pytest.mark.realdata
 def test_depth_pred_equal_to_scaled_gt_gives_zero_error(gt_setup, tmp_path, capsys):
     gt_file, gts = gt_setup
     np.save(tmp_path / "pred.npy", np.stack(gts) * 2.0)
@@ -46,6 +47,7 @@ def test_depth_pred_equal_to_scaled_gt_gives_zero_error(gt_setup, tmp_path, caps
     assert data["protocol"] == "eigen" and data["scaling"] == "median"
 
 
+@pytest.mark.realdata
 def test_depth_perturbed_pred_matches_evaluate_depth(gt_setup, tmp_path, capsys):
     gt_file, gts = gt_setup
     rng = np.random.default_rng(1)
@@ -70,6 +72,7 @@ def test_depth_perturbed_pred_matches_evaluate_depth(gt_setup, tmp_path, capsys)
         ("gt_no_data_key", "expected key 'data'"),
     ],
 )
+@pytest.mark.realdata
 def test_depth_bad_inputs_fail_naming_the_file(gt_setup, tmp_path, capsys, case, fragment):
     gt_file, gts = gt_setup
     pred = tmp_path / "pred.npy"
@@ -94,6 +97,7 @@ def test_depth_bad_inputs_fail_naming_the_file(gt_setup, tmp_path, capsys, case,
         assert "six.npy" in err and "gt_depths.npz" in err
 
 
+@pytest.mark.realdata
 def test_depth_argument_errors(gt_setup, tmp_path, capsys):
     gt_file, _ = gt_setup
     np.save(tmp_path / "p.npy", np.ones((7, 8, 8), np.float32))
@@ -117,6 +121,7 @@ def test_depth_argument_errors(gt_setup, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ depth, checkpoint
+@pytest.mark.realdata
 def test_depth_checkpoint_with_per_sample_refinement(shared_data, tmp_path, capsys):
     raw = shared_data / "kitti_raw_tiny"
     ckpt = make_checkpoint(tmp_path / "ms.pt", frame_ids="[0,-1,1,s]", extra=["data.stereo_baseline=0.015"])
@@ -155,7 +160,23 @@ def test_depth_checkpoint_on_folder_dataset(tmp_path, capsys):
     assert rc != 0 and "seq_009" in err
 
 
+@pytest.mark.realdata
+def test_depth_checkpoint_without_any_gt_explains(shared_data, tmp_path, capsys):
+    raw = shared_data / "kitti_raw_tiny"
+    root = tmp_path / "raw"
+    (root / DRIVE).mkdir(parents=True)
+    for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt"):
+        (root / "2011_09_26" / name).symlink_to(raw / "2011_09_26" / name)
+    for cam in ("image_02", "image_03"):  # images only, no proj_depth
+        (root / DRIVE / cam).symlink_to(raw / DRIVE / cam)
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    split = write_split(tmp_path / "test_files.txt", [1])
+    rc, out, err = _run(capsys, "evaluate", "depth", "--checkpoint", ckpt, "--data-path", root, "--split-file", split)
+    assert rc != 0 and "proj_depth" in err and "export-gt" in err
+
+
 # ------------------------------------------------------------------------------------------ pose
+@pytest.mark.realdata
 def test_pose_files_ground_truth_gives_zero_error(shared_data, tmp_path, capsys):
     gt = read_kitti_trajectory(shared_data / "kitti_odom_poses" / "09.txt")[:300]
     write_kitti_trajectory(tmp_path / "gt.txt", gt)
@@ -182,6 +203,7 @@ def test_pose_files_ground_truth_gives_zero_error(shared_data, tmp_path, capsys)
     assert "ate5" not in k and k["kitti"]["align"] == "none"
 
 
+@pytest.mark.realdata
 def test_pose_bad_inputs(shared_data, tmp_path, capsys):
     gt = read_kitti_trajectory(shared_data / "kitti_odom_poses" / "09.txt")[:20]
     write_kitti_trajectory(tmp_path / "gt.txt", gt)
@@ -198,6 +220,7 @@ def test_pose_bad_inputs(shared_data, tmp_path, capsys):
         assert rc != 0 and fragment in err, (argv, err)
 
 
+@pytest.mark.realdata
 def test_pose_checkpoint_end_to_end(shared_data, tmp_path, capsys):
     root = build_odometry_layout(shared_data, tmp_path / "odom", 6)
     ckpt = make_checkpoint(tmp_path / "mono.pt")
@@ -214,6 +237,7 @@ def test_pose_checkpoint_end_to_end(shared_data, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ export-gt
+@pytest.mark.realdata
 def test_export_gt_benchmark_and_missing_scans(shared_data, tmp_path, capsys):
     raw = shared_data / "kitti_raw_tiny"
     gts = raw_gt(raw, [1, 2])
@@ -222,9 +246,10 @@ def test_export_gt_benchmark_and_missing_scans(shared_data, tmp_path, capsys):
         p = tmp_path / "annotated" / "train" / "2011_09_26_drive_0023_sync" / "proj_depth" / "groundtruth" / "image_02"
         p.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.round(g * 256).astype(np.uint16)).save(p / f"{i:010d}.png")
-    split = write_split(tmp_path / "test_files.txt", [1, 2])
-    rc, out, err = _run(capsys, "data", "export-gt", "--data-path", raw, "--split-file", split, "--out",
-                        tmp_path / "gt.npz", "--mode", "benchmark", "--gt-path", tmp_path / "annotated")
+    (tmp_path / "splits" / "mine").mkdir(parents=True)
+    split = write_split(tmp_path / "splits" / "mine" / "test_files.txt", [1, 2])
+    rc, out, err = _run(capsys, "data", "export-gt", "--data-path", raw, "--split-dir", tmp_path / "splits", "--split",
+                        "mine", "--out", tmp_path / "gt.npz", "--mode", "benchmark", "--gt-path", tmp_path / "annotated")
     assert rc == 0, err
     exported = load_gt_depths(tmp_path / "gt.npz")
     assert len(exported) == 2
@@ -236,4 +261,6 @@ def test_export_gt_benchmark_and_missing_scans(shared_data, tmp_path, capsys):
     rc, out, err = _run(capsys, "data", "export-gt", "--data-path", raw, "--split-file", tmp_path / "nosplit.txt",
                         "--out", tmp_path / "v.npz")
     assert rc == 2 and "nosplit.txt" in err
+    rc, out, err = _run(capsys, "data", "export-gt", "--data-path", raw, "--split", "eigen", "--out", tmp_path / "v.npz")
+    assert rc == 2 and "--split-dir and --split go together" in err
     assert DRIVE in split.read_text()

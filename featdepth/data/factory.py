@@ -104,9 +104,13 @@ def build_datasets(cfg: Config, stage: str | None = None, *, height: int | None 
         val = None
         if val_file.is_file():
             val_kwargs = dict(kwargs)
-            if d.dataset == "kitti_raw":
-                val_kwargs["load_depth"] = True
-            val = cls(d.path, read_split_file(val_file), [0], h, w, is_train=False, **val_kwargs)
+            val_entries = read_split_file(val_file)
+            if d.dataset == "kitti_raw" and val_entries:
+                # Projected depth (proj_depth/velodyne) is not part of the official KITTI raw release:
+                # validate with depth metrics only where it exists (export-gt writes gt_depths.npz instead).
+                date_drive = val_entries[0][0]
+                val_kwargs["load_depth"] = (Path(d.path) / date_drive / "proj_depth" / "velodyne").is_dir()
+            val = cls(d.path, val_entries, [0], h, w, is_train=False, **val_kwargs)
         return train, val
     raise ConfigError(f"unknown data.dataset {d.dataset!r}")
 

@@ -87,6 +87,26 @@ def _test_slow_write_seconds() -> float:
         return 0.0
 
 
+def atomic_link(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` name the same file as ``src`` atomically (hard link + rename; a copy where the
+    file system has no hard links)."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            atomic_write_bytes(dst, src.read_bytes())
+            return
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(dst.parent)
+
+
 def atomic_save(obj: Any, path: str | Path) -> str:
     """``torch.save`` ``obj`` to ``path`` atomically; returns the SHA-256 hex digest of the file."""
     buf = io.BytesIO()
@@ -209,8 +229,9 @@ class CheckpointManager:
         if metric is not None and _is_finite(metric):
             better = best is None or (metric < best["metric"] if self.best_mode == "min" else metric > best["metric"])
             if better:
-                best_digest = atomic_save(state, self.folder / "best.pt")
-                best = {"file": "best.pt", "sha256": best_digest, "step": step, "epoch": epoch, "metric": metric}
+                # best.pt is a hard link to the step file (no second full copy; it survives pruning).
+                atomic_link(self.folder / name, self.folder / "best.pt")
+                best = {"file": "best.pt", "sha256": digest, "step": step, "epoch": epoch, "metric": metric}
         keep = records[-self.keep :]
         removed = records[: -self.keep]
         data = {"checkpoints": keep, "best": best}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -89,6 +90,11 @@ def init_distributed(device: torch.device, timeout_s: float | None = None) -> Di
             kwargs["timeout"] = datetime.timedelta(seconds=timeout_s)
         if device.type == "cuda":
             kwargs["device_id"] = torch.device("cuda", info.local_rank)
+        if restart_count() > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and info.rank == 0:
+            warnings.warn(
+                "restarted by torchrun with the rendezvous store shared between rounds; if connecting the "
+                "processes fails or hangs, launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                "(a fresh store per restart)", stacklevel=2)
         dist.init_process_group(**kwargs)
     return info
 

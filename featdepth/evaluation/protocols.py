@@ -420,6 +420,12 @@ def evaluate_depth_checkpoint(
         raise FileNotFoundError(f"ground-truth depth file not found: {gt_path}")
     eval_ds = build_eval_dataset(cfg, dataset, data_path, split_file=split_file, sequences=sequences,
                                  load_depth=gt_path is None)
+    if gt_path is None and hasattr(eval_ds, "depth_path") and eval_ds.items:
+        first = eval_ds.depth_path(eval_ds.items[0])
+        if not first.is_file():
+            raise FileNotFoundError(
+                f"no --gt given and the dataset has no projected depth ({first} is missing): export the ground "
+                "truth with `featdepth data export-gt` and pass it with --gt")
     if getattr(eval_ds, "num_skipped", 0):
         first = eval_ds.skipped[0]
         raise DataError(f"{split_file or data_path}: {eval_ds.num_skipped} entries have no image (first: {first}); "

@@ -97,6 +97,7 @@ class Landscape:
     centre: dict[str, int]
     pixels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     pairs: int = 1
+    erode: int = 0  # region erosion in full-resolution pixels
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def compute_landscape(
     tz_range: float = 0.5,
     ry_range: float = math.radians(3.0),
     region_ids: Sequence[int] = LANDSCAPE_REGIONS,
-    erode: int = 1,
+    erode: int = 4,
     include_intensity: bool = True,
     device: torch.device | str = "cpu",
 ) -> Landscape:
@@ -242,8 +243,9 @@ def compute_landscape(
         tz_range: half range of the z translation error (metres).
         ry_range: half range of the y rotation error (radians).
         region_ids: regions to average over (besides ``"all"`` = every non-sky pixel).
-        erode: erode region masks by this many pixels at each map's resolution (keeps region means
-            away from the boundaries, where any surface has texture).
+        erode: erode region masks by this many full-resolution pixels (``ceil(erode / stride)`` at a map of
+            stride ``stride``): the region means then describe the interior of each surface, away from
+            its boundary, where any surface shows an edge.
         include_intensity: add the raw-intensity measure.
 
     Returns:
@@ -299,9 +301,10 @@ def compute_landscape(
                 err = feature_metric_error(tgt_rep, warped)
             keep = inside.bool().all(dim=0, keepdim=True)  # (1,1,h',w') inside for every sweep value
             labels = _downsample_labels(regions, size)
-            region_masks = {"all": _erode(labels != 0, erode) & keep}
+            e = math.ceil(erode / stride)
+            region_masks = {"all": _erode(labels != 0, e) & keep}
             for r in region_ids:
-                region_masks[REGION_NAMES.get(int(r), f"region{r}")] = _erode(labels == int(r), erode) & keep
+                region_masks[REGION_NAMES.get(int(r), f"region{r}")] = _erode(labels == int(r), e) & keep
             curves[sweep][name] = {}
             pixels[sweep][name] = {}
             for rname, m in region_masks.items():
@@ -312,7 +315,7 @@ def compute_landscape(
                 else:
                     mf = m.float()
                     curves[sweep][name][rname] = ((err * mf).sum(dim=(1, 2, 3)) / cnt).double().cpu().numpy()
-    return Landscape(values=values, curves=curves, centre=centre, pixels=pixels, pairs=1)
+    return Landscape(values=values, curves=curves, centre=centre, pixels=pixels, pairs=1, erode=int(erode))
 
 
 def compute_landscape_over_pairs(pairs: Sequence[LandscapePair], feature_nets: Mapping[str, Any] | None = None,
@@ -334,7 +337,8 @@ def compute_landscape_over_pairs(pairs: Sequence[LandscapePair], feature_nets: M
                     curves[sweep][measure][region] = (np.nanmean(stack, axis=0) if np.isfinite(stack).any()
                                                       else np.full(stack.shape[1], np.nan))
                 pixels[sweep][measure][region] = int(sum(it.pixels[sweep][measure][region] for it in items))
-    return Landscape(values=first.values, curves=curves, centre=first.centre, pixels=pixels, pairs=len(items))
+    return Landscape(values=first.values, curves=curves, centre=first.centre, pixels=pixels, pairs=len(items),
+                     erode=first.erode)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,6 +353,7 @@ def summarize_curve(x: np.ndarray, y: np.ndarray, centre: int, *, near: int | No
     - ``rise_near``: ``mean(y[c-k], y[c+k]) / y[c] - 1`` with ``k = near`` (default ``N // 10``,
       at least 1): how much the error grows a little away from the GT (relative);
     - ``rise_far``: ``mean(y[0], y[-1]) / y[c] - 1``: the same at the ends of the sweep;
+    - ``rise_near_abs``: ``mean(y[c-k], y[c+k]) - y[c]``, the absolute increase (in the measure's units);
     - ``curvature``: ``2a / y[c]`` of a least-squares parabola ``a t^2 + b t + c0`` over the central
       ``2k+1`` points, ``t`` the sweep coordinate normalised to ``[-1, 1]`` over the whole sweep
       (``log x`` for the depth factors);
@@ -358,6 +363,7 @@ def summarize_curve(x: np.ndarray, y: np.ndarray, centre: int, *, near: int | No
     n = y.shape[0]
     if not np.isfinite(y).all():
         return {"at_gt": float("nan"), "argmin_x": float("nan"), "min_at_gt": False, "rise_near": float("nan"),
+                "rise_near_abs": float("nan"),
                 "rise_far": float("nan"), "curvature": float("nan"), "convex_fraction": float("nan")}
     k = max(1, n // 10) if near is None else int(near)
     k = min(k, centre, n - 1 - centre)
@@ -375,6 +381,7 @@ def summarize_curve(x: np.ndarray, y: np.ndarray, centre: int, *, near: int | No
         "min_at_gt": bool(abs(i_min - centre) <= 1),
         "rise_near": float((y[centre - k] + y[centre + k]) / 2 / scale - 1) if k > 0 else float("nan"),
         "rise_far": float((y[0] + y[-1]) / 2 / scale - 1),
+        "rise_near_abs": float((y[centre - k] + y[centre + k]) / 2 - c0) if k > 0 else float("nan"),
         "curvature": float(2 * a / scale),
         "convex_fraction": float(np.mean(second >= -1e-12 * scale)) if second.size else float("nan"),
     }
@@ -403,6 +410,7 @@ def landscape_to_json(land: Landscape) -> dict[str, Any]:
         "values": {k: [float(v) for v in vals] for k, vals in land.values.items()},
         "centre": dict(land.centre),
         "pairs": land.pairs,
+        "erode": land.erode,
         "curves": {s: {m: {r: [float(v) for v in y] for r, y in br.items()} for m, br in bm.items()}
                    for s, bm in land.curves.items()},
         "pixels": land.pixels,
@@ -417,6 +425,7 @@ def landscape_from_json(data: Mapping[str, Any]) -> Landscape:
         centre={k: int(v) for k, v in data["centre"].items()},
         pixels=data.get("pixels", {}),
         pairs=int(data.get("pairs", 1)),
+        erode=int(data.get("erode", 0)),
     )
 
 

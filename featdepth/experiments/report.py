@@ -231,10 +231,12 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
                   f"{an.get('featurenet_seed')} ({', '.join(an.get('featurenets', [])) or 'none trained'}). "
                   "`photometric` = 0.85 SSIM + 0.15 Charbonnier at full resolution; `intensity` = Charbonnier on the RGB "
                   "image at H/2 (the feature-metric loss with the image as feature); the others = the feature-metric "
-                  "error of that FeatureNet's features (H/2, K/2). Region masks are eroded by 1 pixel; a pixel counts "
-                  "only if it stays inside the source view over the whole sweep.\n")
+                  f"error of that FeatureNet's features (H/2, K/2). Region masks are eroded by {land.get('erode', 0)} "
+                  "full-resolution pixels (half that at H/2), so the curves describe the interior of each surface; a "
+                  "pixel counts only if it stays inside the source view over the whole sweep.\n")
         md.append("![loss landscape](" + an["figures"]["landscape"] + ")\n")
-        md.append("Numbers per curve: `rise near` = relative increase of the error one tenth of the sweep away "
+        md.append("Numbers per curve: `abs. rise near` = absolute increase of the error one tenth of the sweep away "
+                  "from the GT (the measure's units; compare within a measure only); `rise near` = relative increase of the error one tenth of the sweep away "
                   "from the GT (mean of both sides); `rise far` = at the ends of the sweep (factor 0.5 and 2; "
                   "±tz; ±ry); `curv.` = curvature of a parabola fitted around the GT, divided by the value at GT; "
                   "`min at GT` = the minimum lies at the GT point or a neighbour; `argmin` = where it lies.\n")
@@ -243,12 +245,14 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
             for row in an["landscape_summary"]:
                 if row["sweep"] != sweep or row["region"] not in ("textureless", "textured"):
                     continue
-                rows.append([row["region"], f"`{row['measure']}`", _fmt(row["at_gt"], 4), _fmt(row["rise_near"]),
+                rows.append([row["region"], f"`{row['measure']}`", _fmt(row["at_gt"], 4),
+                             _fmt(row.get("rise_near_abs"), 4), _fmt(row["rise_near"]),
                              _fmt(row["rise_far"]), _fmt(row["curvature"], 2), _fmt(row["min_at_gt"]), _fmt(row["argmin_x"], 3)])
             rows.sort(key=lambda r: (r[0] != "textureless", r[1]))
             if rows:
                 md.append(f"**sweep: {sweep}**\n")
-                md.append(_table(["region", "measure", "error at GT", "rise near", "rise far", "curv.", "min at GT", "argmin"],
+                md.append(_table(["region", "measure", "error at GT", "abs. rise near", "rise near", "rise far", "curv.",
+                                  "min at GT", "argmin"],
                                  rows) + "\n")
         st = an.get("feature_stats")
         if st:

@@ -282,8 +282,8 @@ PRESETS: dict[str, ExperimentPreset] = {
         variants=["baseline", "fm_rec", "fm_dis", "fm_dis_cvt", "joint"], synth_sequences=4,
         synth_val_sequences=2, synth_frames=210, warmup_iters=20, landscape_points=31, landscape_pairs=4,
         eval_depth_stride=3,
-        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=120, feature_steps=60, seeds=[0],
-                        variants=["baseline", "fm_dis_cvt"], sources=["raw"], num_workers=1),
+        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=100, feature_steps=50, seeds=[0],
+                        variants=["baseline", "fm_dis_cvt"], sources=["raw", "odom"], num_workers=1),
     ),
     # a larger run for one GPU (hours on a CPU)
     "gpu": ExperimentPreset(

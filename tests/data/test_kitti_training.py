@@ -30,7 +30,7 @@ def _config(shared_data: Path, tmp_path: Path, out: str, extra=()):
     return load_config(None, [
         "data.dataset=kitti_raw", f"data.path={shared_data / 'kitti_raw_tiny'}", f"data.split_dir={tmp_path / 'splits'}",
         "data.split=tiny", "data.height=64", "data.width=192", "data.num_workers=0", "model.depth_layers=18",
-        "model.pose_layers=18", "model.feature_layers=18", "model.pose_input_size=null", "optim.batch_size=2",
+        "model.pose_layers=18", "model.feature_layers=18", "model.pose_input_size=null", "optim.batch_size=1",
         "optim.max_steps=3", "train.device=cpu", "train.progress=false", f"train.out_dir={tmp_path / out}",
         *extra,
     ])

@@ -244,7 +244,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(tmp_path):
 
     data, out = tmp_path / "data", tmp_path / "run"
     generate_dataset(data, num_sequences=2, seed=0, num_frames=6, height=H, width=W, stereo=True)
-    steps = 6
+    steps = 5
     overrides = [
         f"data.path={data}", "data.synth_sequences=2", "data.synth_val_sequences=0", f"data.height={H}",
         f"data.width={W}", "data.num_workers=0", "data.frame_ids=[0,s]", "model.depth_decoder=monodepth2",
@@ -257,7 +257,9 @@ def test_torchrun_restarts_a_killed_worker_and_resumes(tmp_path):
            "-m", "featdepth", "train", "--device", "cpu"]
     for o in overrides:
         cmd += ["--set", o]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # A fresh rendezvous store for every restart round (the shared default can hand a restarted rank the
+    # stale address of the killed one; see docs/usage_scale.md).
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
     log = open(tmp_path / "torchrun.log", "w+")
     agent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

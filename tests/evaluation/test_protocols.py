@@ -101,6 +101,7 @@ def test_scaling_and_metric_factor():
 
 
 # ------------------------------------------------------------------------------------------ depth files
+@pytest.mark.realdata
 def test_depth_files_zero_error_and_same_numbers_as_evaluate_depth(shared_data, tmp_path):
     raw = shared_data / "kitti_raw_tiny"
     gts = raw_gt(raw, range(7))
@@ -163,6 +164,7 @@ def test_load_model_errors(tmp_path):
         load_model(tmp_path / "wrong.pt")
 
 
+@pytest.mark.realdata
 def test_depth_checkpoint_on_kitti_raw_tiny(shared_data, tmp_path):
     raw = shared_data / "kitti_raw_tiny"
     frames = [0, 3, 6]
@@ -205,6 +207,7 @@ def test_depth_checkpoint_on_kitti_raw_tiny(shared_data, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ pose
+@pytest.mark.realdata
 def test_trajectory_metrics_zero_for_ground_truth(shared_data):
     gt = read_kitti_trajectory(shared_data / "kitti_odom_poses" / "09.txt")[:300]
     m = evaluate_trajectory(gt, gt.copy(), protocol="both", align="scale")
@@ -216,6 +219,7 @@ def test_trajectory_metrics_zero_for_ground_truth(shared_data):
         evaluate_trajectory(gt, gt[:299])
 
 
+@pytest.mark.realdata
 def test_pose_checkpoint_on_odometry_layout(shared_data, tmp_path):
     from featdepth.data import KittiOdometryDataset
     from featdepth.evaluation.inference import predict_relative_poses
