@@ -77,7 +77,7 @@ def test_every_mode_trains_a_few_steps(synth_root, tmp_path, stage, frame_ids):
 @pytest.mark.parametrize("stage", ["featurenet", "depth", "baseline"])
 def test_loss_falls_on_a_fixed_batch(synth_root, tmp_path, stage):
     cfg = tiny_cfg(synth_root, tmp_path / "run", "depth" if stage == "depth" else stage, "[0,-1,1]",
-                   "optim.lr=1e-3", "train.feature_checkpoint=null")
+                   "optim.lr=1e-4", "optim.batch_size=4", "train.feature_checkpoint=null")
     if stage == "depth":
         # A random frozen FeatureNet is enough to exercise the feature-metric path.
         cfg.train.run_feature_stage = False
@@ -91,9 +91,9 @@ def test_loss_falls_on_a_fixed_batch(synth_root, tmp_path, stage):
     batch = next(iter(trainer.train_loader))
     trainer.system.train()
     losses = [train_step(trainer.system, batch, trainer.optimizer, device=torch.device("cpu"),
-                         grad_clip=35.0).total for _ in range(30)]
+                         grad_clip=35.0).total for _ in range(40)]
+    # The paper's learning rate; much higher rates saturate the sigmoid disparity early on.
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
-    print(stage, [round(x, 4) for x in losses])
     assert last < 0.85 * first, (first, last)
 
 
