@@ -17,6 +17,7 @@ def make_cfg(stage: str, frame_ids=(0, -1, 1), **extra):
         f"data.frame_ids=[{','.join(map(str, frame_ids))}]",
         f"data.height={H}",
         f"data.width={W}",
+        "model.depth_decoder=featdepth",
     ] + [f"{k}={v}" for k, v in extra.items()]
     return load_config("synthetic_small", overrides)
 
