@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -64,7 +65,7 @@ def _time_calls(fn, batch_input, warmup: int, reps: int, budget_s: float) -> tup
         t0 = time.perf_counter()
         fn(batch_input)
         times.append(time.perf_counter() - t0)
-        if sum(times) > budget_s and i + 1 >= 1:
+        if sum(times) > budget_s:
             break
     return first, times
 
@@ -72,78 +73,81 @@ def _time_calls(fn, batch_input, warmup: int, reps: int, budget_s: float) -> tup
 def bench(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = []
-    for arch in args.archs:
-        for size in args.sizes:
-            w, h = (int(v) for v in size.lower().split("x"))
-            torch.manual_seed(0)
-            net = DepthNet(arch, decoder="featdepth").eval()
-            wrapper = DepthExportWrapper(net, 0.1, 100.0).eval()
-            onnx_session = None
-            onnx_error = None
-            tmpdir = None
-            if "onnxruntime" in args.backends:
+    if args.pairs:
+        pairs = [(int(a), sz) for a, sz in (p.split(":") for p in args.pairs)]
+    else:
+        pairs = [(a, sz) for a in args.archs for sz in args.sizes]
+    for arch, size in pairs:
+        w, h = (int(v) for v in size.lower().split("x"))
+        torch.manual_seed(0)
+        net = DepthNet(arch, decoder="featdepth").eval()
+        wrapper = DepthExportWrapper(net, 0.1, 100.0).eval()
+        onnx_session = None
+        onnx_error = None
+        tmpdir = None
+        if "onnxruntime" in args.backends:
+            try:
+                import onnxruntime as ort
+
+                tmpdir = tempfile.mkdtemp(prefix="featdepth_bench_")
+                path = Path(tmpdir) / "depth.onnx"
+                t0 = time.perf_counter()
+                kind = onnx_export_module(wrapper, (torch.rand(1, 3, h, w),), path, ["image"],
+                                          ["disparity", "depth"], DEFAULT_OPSET, args.exporter)
+                export_s = time.perf_counter() - t0
+                so = ort.SessionOptions()
+                so.intra_op_num_threads = args.threads
+                so.inter_op_num_threads = 1
+                so.log_severity_level = 3
+                onnx_session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                print(f"  exported resnet{arch} {w}x{h} with the {kind} exporter in {export_s:.1f}s", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001
+                onnx_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        compiled = None
+        compile_error = None
+        if "compile" in args.backends:
+            try:
+                compiled = torch.compile(wrapper)
+            except Exception as exc:  # noqa: BLE001
+                compile_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        for batch in args.batches:
+            x = torch.rand(batch, 3, h, w)
+            for backend in args.backends:
+                row = {"arch": f"ResNet-{arch}", "size": f"{w}x{h}", "batch": batch, "backend": backend}
+                print(f"[bench] {row}", file=sys.stderr, flush=True)
                 try:
-                    import onnxruntime as ort
+                    if backend == "eager":
+                        def fn(inp):
+                            with torch.inference_mode():
+                                return wrapper(inp)
+                    elif backend == "compile":
+                        if compiled is None:
+                            raise RuntimeError(compile_error or "torch.compile unavailable")
 
-                    tmpdir = tempfile.mkdtemp(prefix="featdepth_bench_")
-                    path = Path(tmpdir) / "depth.onnx"
-                    t0 = time.perf_counter()
-                    kind = onnx_export_module(wrapper, (torch.rand(1, 3, h, w),), path, ["image"],
-                                              ["disparity", "depth"], DEFAULT_OPSET, args.exporter)
-                    export_s = time.perf_counter() - t0
-                    so = ort.SessionOptions()
-                    so.intra_op_num_threads = args.threads
-                    so.inter_op_num_threads = 1
-                    so.log_severity_level = 3
-                    onnx_session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-                    print(f"  exported resnet{arch} {w}x{h} with the {kind} exporter in {export_s:.1f}s", file=sys.stderr)
+                        def fn(inp):
+                            with torch.inference_mode():
+                                return compiled(inp)
+                    elif backend == "onnxruntime":
+                        if onnx_session is None:
+                            raise RuntimeError(onnx_error or "onnxruntime unavailable")
+
+                        def fn(inp):
+                            return onnx_session.run(None, {"image": inp.numpy()})
+                    else:
+                        raise ValueError(backend)
+                    first, times = _time_calls(fn, x, args.warmup, args.reps, args.budget)
+                    lat = statistics.median(times)
+                    row.update(latency_ms=lat * 1000, images_per_s=batch / lat, first_call_s=first, reps=len(times))
                 except Exception as exc:  # noqa: BLE001
-                    onnx_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-            compiled = None
-            compile_error = None
-            if "compile" in args.backends:
-                try:
-                    compiled = torch.compile(wrapper)
-                except Exception as exc:  # noqa: BLE001
-                    compile_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-            for batch in args.batches:
-                x = torch.rand(batch, 3, h, w)
-                for backend in args.backends:
-                    row = {"arch": f"ResNet-{arch}", "size": f"{w}x{h}", "batch": batch, "backend": backend}
-                    print(f"[bench] {row}", file=sys.stderr, flush=True)
-                    try:
-                        if backend == "eager":
-                            def fn(inp):
-                                with torch.inference_mode():
-                                    return wrapper(inp)
-                        elif backend == "compile":
-                            if compiled is None:
-                                raise RuntimeError(compile_error or "torch.compile unavailable")
-
-                            def fn(inp):
-                                with torch.inference_mode():
-                                    return compiled(inp)
-                        elif backend == "onnxruntime":
-                            if onnx_session is None:
-                                raise RuntimeError(onnx_error or "onnxruntime unavailable")
-
-                            def fn(inp):
-                                return onnx_session.run(None, {"image": inp.numpy()})
-                        else:
-                            raise ValueError(backend)
-                        first, times = _time_calls(fn, x, args.warmup, args.reps, args.budget)
-                        lat = statistics.median(times)
-                        row.update(latency_ms=lat * 1000, images_per_s=batch / lat, first_call_s=first, reps=len(times))
-                    except Exception as exc:  # noqa: BLE001
-                        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
-                        row.update(error=msg)
-                        if args.verbose:
-                            traceback.print_exc()
-                    rows.append(row)
-                    print(f"[bench]   -> {_fmt_row(row)}", file=sys.stderr, flush=True)
-            onnx_session = compiled = None
-            if tmpdir is not None:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+                    msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+                    row.update(error=msg)
+                    if args.verbose:
+                        traceback.print_exc()
+                rows.append(row)
+                print(f"[bench]   -> {_fmt_row(row)}", file=sys.stderr, flush=True)
+        onnx_session = compiled = None
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
     return rows
 
 
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", type=int, nargs="+", default=[18, 50])
     p.add_argument("--sizes", nargs="+", default=["640x192", "1024x320"])
+    p.add_argument("--pairs", nargs="+", metavar="ARCH:WxH",
+                   help="explicit (architecture, size) pairs, e.g. 18:640x192 50:1024x320, instead of --archs x --sizes")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--backends", nargs="+", default=["eager", "compile", "onnxruntime"],
                    choices=["eager", "compile", "onnxruntime"])
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"## {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
         f"{args.threads} thread(s)\n\n"
-        f"- command: `python {' '.join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}`\n"
+        f"- command: `python {shlex.join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}`\n"
         f"- torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}\n"
         f"- float32, random weights, FeatDepth (CRP) decoder; latency of one call on a batch; images/s = batch / latency\n"

@@ -431,8 +431,8 @@ class DepthModel:
     def _pose(self, a: list[Tensor], b: list[Tensor]) -> Tensor:
         if self.networks.pose_net is None:
             raise ValueError(
-                f"this model ({self.source}) has no PoseNet: it was trained with frames "
-                f"{self.config.data.frame_ids} (stereo only)"
+                f"this model ({self.source}) has no PoseNet: the checkpoint holds no pose weights "
+                f"(training frames {self.config.data.frame_ids})"
             )
         size = (self.height, self.width)
         xa = torch.stack([_resize(im.unsqueeze(0), size)[0] for im in a]).to(self.device)

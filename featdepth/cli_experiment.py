@@ -35,15 +35,18 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
             p.feature_steps = args.feature_steps
         if args.device:
             p.device = args.device
-        est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape)
+        if p.real is not None and args.real_sources:
+            p.real.sources = args.real_sources
+        est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape, synthetic=not args.no_synthetic)
         print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
               f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
     run_experiment(
         args.out, args.preset, seeds=args.seeds, variants=args.variants, steps=args.steps,
-        feature_steps=args.feature_steps, real_steps=args.real_steps, device=args.device, overrides=args.overrides,
-        real=not args.no_real, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
+        feature_steps=args.feature_steps, real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
+        real_sources=args.real_sources, device=args.device, overrides=args.overrides,
+        real=not args.no_real, synthetic=not args.no_synthetic, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
         keep_full_checkpoints=args.keep_checkpoints,
     )
     print(f"{args.out}/report.md")
@@ -84,6 +87,9 @@ def register(sub: Any, data_sub: Any) -> None:
     p.add_argument("--steps", type=int, help="depth/pose training steps per run")
     p.add_argument("--feature-steps", type=int, help="FeatureNet stage steps")
     p.add_argument("--real-steps", type=int, help="depth/pose steps of the real-data runs")
+    p.add_argument("--real-feature-steps", type=int, help="FeatureNet steps of the real-data runs")
+    p.add_argument("--real-sources", nargs="+", choices=["raw", "odom"], help="real clips to train on (default: the preset's)")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic part (run the real-data part alone)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every synthetic run (repeatable)")

@@ -149,7 +149,6 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
         help="depth for images, folders, globs or videos (or `predict trajectory` for camera paths)",
         description="Predict depth with a trained model. `featdepth predict trajectory VIDEO|FOLDER ...` chains "
         "PoseNet outputs into a camera trajectory (KITTI and TUM files and a top-view plot) instead.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, glob patterns (quoted) or one video; prefix with 'trajectory' for the trajectory mode")
@@ -158,7 +157,7 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
     p.add_argument("--out", "-o", help="output folder (default: featdepth_predictions/ or featdepth_trajectory/)")
     g = p.add_argument_group("outputs")
     g.add_argument("--color", action=argparse.BooleanOptionalAction, default=True,
-                   help="colour-mapped disparity PNG (magma, 95th-percentile vmax)")
+                   help="colour-mapped disparity PNG (magma, 95th-percentile vmax; default: on)")
     g.add_argument("--npy", action="store_true", help="float32 depth .npy at the input resolution")
     g.add_argument("--png16", action="store_true", help="16-bit PNG depth: round(depth x 256), clipped to 65535 (KITTI)")
     g.add_argument("--ply", action="store_true", help="coloured point cloud .ply (needs intrinsics)")
@@ -172,13 +171,13 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
     g.add_argument("--scale", type=float, help="multiply depth (and pose translation) by this factor instead of the model's default")
     g.add_argument("--real-baseline", type=float, help="real stereo baseline (m) of a stereo model's folder training data")
     g = p.add_argument_group("running")
-    g.add_argument("--batch-size", "-b", type=int, default=4)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
+    g.add_argument("--batch-size", "-b", type=int, default=4, help="frames per forward pass (default: 4)")
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision (default: none)")
     g.add_argument("--every", type=int, default=1, help="use every N-th video frame")
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
     g.add_argument("--fps", type=float, help="trajectory: frame rate for TUM timestamps of image folders")
-    g.add_argument("--vmax-percentile", type=float, default=95.0, help="colour-map upper percentile")
+    g.add_argument("--vmax-percentile", type=float, default=95.0, help="colour-map upper percentile (default: 95)")
     g.add_argument("--codec", help="video encoder for --side-by-side (default: libx264, else mpeg4)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_official_args(p)
@@ -187,15 +186,14 @@ def register(sub: argparse._SubParsersAction, data_sub: argparse._SubParsersActi
     exp = sub.add_parser("export", help="ONNX export, official checkpoint conversion").add_subparsers(
         dest="export_command", metavar="ACTION")
     exp.required = True
-    p = exp.add_parser("onnx", help="export the depth (and pose) network to ONNX, verified with onnxruntime",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = exp.add_parser("onnx", help="export the depth (and pose) network to ONNX, verified with onnxruntime")
     p.add_argument("--checkpoint", "-k", required=True)
     p.add_argument("--out", "-o", required=True, help="depth network .onnx")
     p.add_argument("--pose-out", help="pose network .onnx (optional)")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
     p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "legacy"],
-                   help="torch.onnx exporter: dynamo (torch.export) or legacy (TorchScript); auto tries dynamo first")
-    p.add_argument("--atol", type=float, default=1e-4, help="onnxruntime vs PyTorch tolerance (relative for depth)")
+                   help="torch.onnx exporter: dynamo (torch.export) or legacy (TorchScript); auto (default) tries dynamo first")
+    p.add_argument("--atol", type=float, default=1e-4, help="onnxruntime vs PyTorch tolerance, relative for depth (default: 1e-4)")
     _add_official_args(p)
     p.set_defaults(func=cmd_export_onnx, device="cpu", amp="none")
 

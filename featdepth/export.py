@@ -188,6 +188,8 @@ def verify_onnx(
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = torch.get_num_threads()  # follow PyTorch's setting
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a one-off check: no busy-waiting
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     max_abs = {n: 0.0 for n in output_names}
     max_rel = {n: 0.0 for n in rtol_names}

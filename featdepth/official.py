@@ -594,10 +594,18 @@ def load_official(
 
     result = system.load_state_dict(mapped, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys
+    model_state = system.state_dict()
+    # A network the source does not (fully) provide is left out rather than kept at random init, so
+    # that nothing downstream silently uses it (featdepth.load then has no PoseNet, for example).
+    for prefix in ("pose_net.", "feature_net."):
+        if prefix != essential and report.missing_in(prefix):
+            model_state = {k: v for k, v in model_state.items() if not k.startswith(prefix)}
+            report.adapted.append(f"{prefix[:-1]}: incomplete in the source ({len(report.missing_in(prefix))} "
+                                  "tensors missing), left out of the converted checkpoint")
     import featdepth
 
     checkpoint = {
-        "model": system.state_dict(),
+        "model": model_state,
         "config": config_to_dict(cfg),
         "stage": stage,
         "versions": {"featdepth": featdepth.__version__, "torch": torch.__version__},

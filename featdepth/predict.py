@@ -477,7 +477,7 @@ def _validate_options(model: Any, source: InputSource, opts: PredictOptions) -> 
             )
         if opts.intrinsics is not None:
             ref = source.sizes[0]
-            for name, size, path in zip(source.names, source.sizes, _paths_per_frame(source)):
+            for size, path in zip(source.sizes, _paths_per_frame(source)):
                 if size != ref:
                     raise PredictError(
                         f"--intrinsics are pixel intrinsics of one resolution ({ref[1]}x{ref[0]}), but {path} "
@@ -632,7 +632,7 @@ def run_trajectory(
     out = Path(out_dir)
     if not model.has_pose:
         raise PredictError(
-            f"{model.source} has no PoseNet (trained with frames {model.config.data.frame_ids}); "
+            f"{model.source} has no PoseNet (no pose weights; training frames {model.config.data.frame_ids}); "
             "a trajectory needs a model trained with temporal frames"
         )
     if source.num_frames < 2:

@@ -21,6 +21,16 @@ from featdepth.models.system import FeatDepthSystem
 TINY = ["data.height=64", "data.width=192", "train.stage=depth"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """One intra-op thread: these networks are tiny, and on a busy shared CPU OpenMP workers spinning at
+    barriers cost several times the useful work (measured: 3x the CPU time with 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_tiny_checkpoint(path: Path, overrides: list[str] = (), state: dict | None = None, stage: str = "depth",
                          decoder: str = "featdepth") -> Path:
     """A trained-like checkpoint: ResNet-18 networks at 64x192 (random weights), saved as the trainer does.
@@ -144,6 +154,15 @@ class TestPredictDepth:
             model.predict_depth(42)
         with pytest.raises(ValueError, match="scale"):
             model.predict_depth(_image(32, 32), scale=-1.0)
+
+
+    def test_bf16_autocast(self, fast_model):
+        fp32 = fast_model.predict_depth(_image(64, 96, 9))
+        bf16_model = featdepth.load(fast_model.source, device="cpu", amp="bf16")
+        assert bf16_model.amp == "bf16"
+        depth = bf16_model.predict_depth(_image(64, 96, 9))
+        assert depth.dtype == np.float32 and depth.shape == (64, 96)
+        np.testing.assert_allclose(depth, fp32, rtol=0.05)
 
 
 class TestPredictPose:

@@ -272,6 +272,7 @@ def test_realdata_helpers(shared_data, tmp_path):
 def test_runner_tiny_budget(tmp_path):
     """2 variants x 1 seed with 2 steps each: trains, evaluates, writes the report with tables and figures."""
     preset = get_preset("tiny")
+    preset.width = 128  # smaller than the tiny preset's 64x192: this test only checks the plumbing
     preset.landscape_points = 5
     preset.stats_images = 1
     out = tmp_path / "exp"

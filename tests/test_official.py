@@ -30,6 +30,16 @@ from featdepth.official import (
 R18_CHANNELS = [64, 64, 128, 256, 512]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """One intra-op thread: these networks are tiny, and on a busy shared CPU OpenMP workers spinning at
+    barriers cost several times the useful work (measured: 3x the CPU time with 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _rand(*shape: int) -> torch.Tensor:
     return torch.randn(*shape) * 0.05
 
@@ -131,8 +141,13 @@ class TestFeatDepthOfficial:
         report = convert_official_checkpoint(path, out, height=64, width=192)
         assert report.ok
         converted = featdepth.load(out, device="cpu")
+        assert converted.depth_kind == model.depth_kind and converted.config.data.frame_ids == [0, -1, 1, "s"]
+        for ours, theirs in ((converted.depth_net, model.depth_net), (converted.pose_net, model.pose_net)):
+            a, b = ours.state_dict(), theirs.state_dict()
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         x = torch.rand(1, 3, 64, 192)
-        np.testing.assert_allclose(model.predict_depth(x), converted.predict_depth(x), rtol=1e-6)
+        depth = model.predict_depth(x)
+        assert depth.shape == (1, 64, 192) and depth.min() >= 3.6 * (1 - 1e-5)
         # ours -> official names gives back exactly the official dict
         state = torch.load(out, weights_only=False)["model"]
         back = to_official_state_dict(state, stage="depth")
@@ -175,8 +190,14 @@ class TestFeatDepthOfficial:
         _, sd = official
         path = tmp_path / "nopose.pth"
         torch.save({"state_dict": {k: v for k, v in sd.items() if not k.startswith("PoseDecoder.")}}, path)
-        _, report = load_official(path, height=64, width=192)  # strict: only depth keys must all be filled
+        ckpt, report = load_official(path, height=64, width=192)  # strict: only depth keys must all be filled
         assert report.missing and all(k.startswith("pose_net.decoder.") for k in report.missing)
+        # the incomplete PoseNet is left out rather than kept at random init
+        assert not any(k.startswith("pose_net.") for k in ckpt["model"])
+        model = featdepth.load(ckpt, device="cpu")
+        assert not model.has_pose
+        with pytest.raises(ValueError, match="no PoseNet"):
+            model.predict_pose(np.zeros((64, 192, 3), np.uint8), np.zeros((64, 192, 3), np.uint8))
 
     def test_architecture_from_shapes(self):
         for name, depth in (("resnet18", 18), ("resnet34", 34)):  # ResNet-50: test_r50_paper_layout
@@ -277,7 +298,7 @@ class TestCommandLine:
         assert main(["export", "convert-official", "--checkpoint", str(path), "--out", str(out), "--train-size", "192x64"]) == 0
         printed = capsys.readouterr().out
         assert "every key mapped" in printed and str(out) in printed
-        assert featdepth.load(out, device="cpu").height == 64
+        assert torch.load(out, weights_only=False)["config"]["data"]["height"] == 64
 
         image = tmp_path / "frame.png"
         from PIL import Image

@@ -151,75 +151,78 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
               "are kept under `runs/<variant>/seed<k>/`; the shared FeatureNet stages under "
               "`featurenets/<setting>/seed<k>/`.\n")
 
-    # depth overall ------------------------------------------------------------------------
-    md.append("## Depth and pose on the held-out synthetic sequences\n")
-    md.append(f"Held-out sequences: {', '.join(results.get('val_sequences', []))}. Per image: median scaling on all valid "
-              "pixels (`1e-3 < gt < 80`; the sky at exactly 80 m is excluded), clamp to [1e-3, 80], metrics per region "
-              "with that one scale; means over images, then mean ± sd over seeds. ATE: 5-frame snippets (metres).\n")
-    rows = []
-    for v, a in agg.items():
-        rows.append([f"`{v}`", len(a["seeds"])] + [fmt_mean_sd(a.get("all", {}).get(k, [])) for k in DEPTH_KEYS]
-                    + [fmt_mean_sd(a["ate5"], 4)])
-    un = results.get("untrained")
-    if un:
-        rows.append(["untrained (random init)", 1] + [_fmt(un["depth"]["all"]["metrics"].get(k)) for k in DEPTH_KEYS]
-                    + [_fmt(un.get("ate5"), 4)])
-        rows.append(["zero motion", "–", "–", "–", "–", "–", _fmt(un.get("zero_motion_ate5"), 4)])
-    md.append(_table(["variant", "seeds", "abs_rel", "sq_rel", "rmse", "a1", "ATE5 (m)"], rows) + "\n")
-
-    # per region --------------------------------------------------------------------------
-    md.append("### Per region\n")
-    for region in REPORT_REGIONS:
-        if not any(region in a for a in agg.values()):
-            continue
-        rows = [[f"`{v}`"] + [fmt_mean_sd(a.get(region, {}).get(k, [])) for k in DEPTH_KEYS] for v, a in agg.items()]
-        n_img = [r["eval"]["depth"].get(region, {}).get("images") for r in runs[:1]]
-        md.append(f"**{region}** (images with enough pixels of the region: {n_img[0] if n_img else '–'})\n")
-        md.append(_table(["variant", "abs_rel", "sq_rel", "rmse", "a1"], rows) + "\n")
-    if agg:
-        plot_region_bars(agg, fig_dir / "region_abs_rel.png", "abs_rel")
-        plot_region_bars(agg, fig_dir / "region_sq_rel.png", "sq_rel")
-        md.append("![abs_rel per region](figures/region_abs_rel.png)\n")
-        md.append("![sq_rel per region](figures/region_sq_rel.png)\n")
-
-    if "baseline" in agg and len(agg) > 1:
-        md.append("### Change relative to the baseline (mean over seeds)\n")
-        md.append("Negative = lower error than the photometric-only baseline. The paper's claim predicts the largest "
-                  "gain on textureless pixels.\n")
+    if not runs and not results.get("untrained"):
+        md.append("## Synthetic scenes\n\nNot run in this experiment (`--no-synthetic`).\n")
+    else:
+        # depth overall ------------------------------------------------------------------------
+        md.append("## Depth and pose on the held-out synthetic sequences\n")
+        md.append(f"Held-out sequences: {', '.join(results.get('val_sequences', []))}. Per image: median scaling on all valid "
+                  "pixels (`1e-3 < gt < 80`; the sky at exactly 80 m is excluded), clamp to [1e-3, 80], metrics per region "
+                  "with that one scale; means over images, then mean ± sd over seeds. ATE: 5-frame snippets (metres).\n")
         rows = []
         for v, a in agg.items():
-            if v == "baseline":
-                continue
-            row = [f"`{v}`"]
-            for region in ("all", "textureless", "textured"):
-                for k in ("abs_rel", "sq_rel"):
-                    b, _, _ = mean_sd(agg["baseline"].get(region, {}).get(k, []))
-                    m, _, _ = mean_sd(a.get(region, {}).get(k, []))
-                    row.append(f"{100 * (m / b - 1):+.1f} %" if np.isfinite(m) and np.isfinite(b) and b else "–")
-            rows.append(row)
-        md.append(_table(["variant", "all abs_rel", "all sq_rel", "textureless abs_rel", "textureless sq_rel",
-                          "textured abs_rel", "textured sq_rel"], rows) + "\n")
+            rows.append([f"`{v}`", len(a["seeds"])] + [fmt_mean_sd(a.get("all", {}).get(k, [])) for k in DEPTH_KEYS]
+                        + [fmt_mean_sd(a["ate5"], 4)])
+        un = results.get("untrained")
+        if un:
+            rows.append(["untrained (random init)", 1] + [_fmt(un["depth"]["all"]["metrics"].get(k)) for k in DEPTH_KEYS]
+                        + [_fmt(un.get("ate5"), 4)])
+            rows.append(["zero motion", "–", "–", "–", "–", "–", _fmt(un.get("zero_motion_ate5"), 4)])
+        md.append(_table(["variant", "seeds", "abs_rel", "sq_rel", "rmse", "a1", "ATE5 (m)"], rows) + "\n")
 
-    # per run -------------------------------------------------------------------------------
-    md.append("### Every run\n")
-    rows = []
-    for r in runs:
-        d = r["eval"]["depth"]
-        rows.append([f"`{r['variant']}`", r["seed"], r.get("steps"), _fmt_duration(r.get("wall_seconds")),
-                     _fmt(d["all"]["metrics"].get("abs_rel")), _fmt(d.get("textureless", {}).get("metrics", {}).get("abs_rel")),
-                     _fmt(d.get("textured", {}).get("metrics", {}).get("abs_rel")), _fmt(r["eval"].get("ate5"), 4),
-                     f"`{_rel(r['out_dir'], out)}`"])
-    md.append(_table(["variant", "seed", "steps", "train time", "abs_rel", "abs_rel textureless", "abs_rel textured",
-                      "ATE5", "folder"], rows) + "\n")
-    fns = results.get("featurenets", {})
-    if fns:
+        # per region --------------------------------------------------------------------------
+        md.append("### Per region\n")
+        for region in REPORT_REGIONS:
+            if not any(region in a for a in agg.values()):
+                continue
+            rows = [[f"`{v}`"] + [fmt_mean_sd(a.get(region, {}).get(k, [])) for k in DEPTH_KEYS] for v, a in agg.items()]
+            n_img = [r["eval"]["depth"].get(region, {}).get("images") for r in runs[:1]]
+            md.append(f"**{region}** (images with enough pixels of the region: {n_img[0] if n_img else '–'})\n")
+            md.append(_table(["variant", "abs_rel", "sq_rel", "rmse", "a1"], rows) + "\n")
+        if agg:
+            plot_region_bars(agg, fig_dir / "region_abs_rel.png", "abs_rel")
+            plot_region_bars(agg, fig_dir / "region_sq_rel.png", "sq_rel")
+            md.append("![abs_rel per region](figures/region_abs_rel.png)\n")
+            md.append("![sq_rel per region](figures/region_sq_rel.png)\n")
+
+        if "baseline" in agg and len(agg) > 1:
+            md.append("### Change relative to the baseline (mean over seeds)\n")
+            md.append("Negative = lower error than the photometric-only baseline. The paper's claim predicts the largest "
+                      "gain on textureless pixels.\n")
+            rows = []
+            for v, a in agg.items():
+                if v == "baseline":
+                    continue
+                row = [f"`{v}`"]
+                for region in ("all", "textureless", "textured"):
+                    for k in ("abs_rel", "sq_rel"):
+                        b, _, _ = mean_sd(agg["baseline"].get(region, {}).get(k, []))
+                        m, _, _ = mean_sd(a.get(region, {}).get(k, []))
+                        row.append(f"{100 * (m / b - 1):+.1f} %" if np.isfinite(m) and np.isfinite(b) and b else "–")
+                rows.append(row)
+            md.append(_table(["variant", "all abs_rel", "all sq_rel", "textureless abs_rel", "textureless sq_rel",
+                              "textured abs_rel", "textured sq_rel"], rows) + "\n")
+
+        # per run -------------------------------------------------------------------------------
+        md.append("### Every run\n")
         rows = []
-        for setting, by_seed in fns.items():
-            for seed, f in by_seed.items():
-                rows.append([f"`{setting}`", seed, f.get("steps"), _fmt_duration(f.get("wall_seconds")),
-                             _fmt(f.get("val", {}).get("reconstruction"), 4), f"`{_rel(f['out_dir'], out)}`"])
-        md.append("FeatureNet stages (trained once, shared by the depth runs with the same setting and seed):\n")
-        md.append(_table(["setting", "seed", "steps", "train time", "val reconstruction", "folder"], rows) + "\n")
+        for r in runs:
+            d = r["eval"]["depth"]
+            rows.append([f"`{r['variant']}`", r["seed"], r.get("steps"), _fmt_duration(r.get("wall_seconds")),
+                         _fmt(d["all"]["metrics"].get("abs_rel")), _fmt(d.get("textureless", {}).get("metrics", {}).get("abs_rel")),
+                         _fmt(d.get("textured", {}).get("metrics", {}).get("abs_rel")), _fmt(r["eval"].get("ate5"), 4),
+                         f"`{_rel(r['out_dir'], out)}`"])
+        md.append(_table(["variant", "seed", "steps", "train time", "abs_rel", "abs_rel textureless", "abs_rel textured",
+                          "ATE5", "folder"], rows) + "\n")
+        fns = results.get("featurenets", {})
+        if fns:
+            rows = []
+            for setting, by_seed in fns.items():
+                for seed, f in by_seed.items():
+                    rows.append([f"`{setting}`", seed, f.get("steps"), _fmt_duration(f.get("wall_seconds")),
+                                 _fmt(f.get("val", {}).get("reconstruction"), 4), f"`{_rel(f['out_dir'], out)}`"])
+            md.append("FeatureNet stages (trained once, shared by the depth runs with the same setting and seed):\n")
+            md.append(_table(["setting", "seed", "steps", "train time", "val reconstruction", "folder"], rows) + "\n")
 
     # analysis ------------------------------------------------------------------------------
     an = results.get("analysis")

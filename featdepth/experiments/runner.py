@@ -329,7 +329,8 @@ def _device_name(device: str) -> str:
     return device
 
 
-def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: bool = True) -> dict[str, float]:
+def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: bool = True,
+                     synthetic: bool = True) -> dict[str, float]:
     """Rough wall-clock estimate of :func:`run_experiment` for ``preset`` (a quiet machine).
 
     Returns ``{"synthetic": s, "featurenets": s, "real": s, "analysis": s, "total": s}``.
@@ -357,6 +358,8 @@ def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: 
         per_source += len(rsettings) * r.feature_steps * (
             _step_seconds("featurenet", r.height, r.width, r.batch_size, dev) + 0.02 * r.batch_size)
         real_s = per_source * len(r.seeds) * len(r.sources) + 10.0 * len(rv) * len(r.seeds) * len(r.sources)
+    if not synthetic:
+        synth = fns = evaluation = data = analysis = 0.0
     total = synth + fns + evaluation + data + analysis + real_s
     return {"synthetic": synth + evaluation + data, "featurenets": fns, "real": real_s, "analysis": analysis, "total": total}
 
@@ -611,9 +614,12 @@ def run_experiment(
     steps: int | None = None,
     feature_steps: int | None = None,
     real_steps: int | None = None,
+    real_feature_steps: int | None = None,
+    real_sources: Sequence[str] | None = None,
     device: str | None = None,
     overrides: Sequence[str] = (),
     real: bool = True,
+    synthetic: bool = True,
     landscape: bool = True,
     shared_data: str | Path | None = None,
     command: str | None = None,
@@ -626,9 +632,12 @@ def run_experiment(
             ``featurenets/<setting>/seed<k>/``, ``runs/<variant>/seed<k>/``, ``real/<source>/...``,
             ``figures/``, ``results.json``, ``report.md``.
         preset: a name of :data:`PRESETS` or an :class:`ExperimentPreset`.
-        seeds, variants, steps (depth/pose steps), feature_steps, real_steps, device: override the preset.
+        seeds, variants, steps (depth/pose steps), feature_steps, real_steps, real_feature_steps, real_sources
+            (``raw``, ``odom``), device: override the preset.
         overrides: config ``key=value`` overrides applied to every synthetic run.
         real: also run the real-data part (skipped with a note when the data is absent).
+        synthetic: run the synthetic part (training, evaluation, landscape, statistics); ``False`` with
+            ``real=True`` runs the real-data part alone.
         landscape: also compute the loss landscape and the FeatureNet statistics.
         shared_data: folder holding ``kitti_raw_tiny`` and ``kitti_odom_06_tiny`` (default: found beside
             the checkout, or ``$FEATDEPTH_SHARED_DATA``).
@@ -663,14 +672,26 @@ def run_experiment(
         p.real.seeds = list(p.real.seeds) if seeds is None else [int(s) for s in seeds][: max(1, len(p.real.seeds))]
         if real_steps is not None:
             p.real.depth_steps = int(real_steps)
+        if real_feature_steps is not None:
+            p.real.feature_steps = int(real_feature_steps)
+        if real_sources is not None:
+            bad = [x for x in real_sources if x not in ("raw", "odom")]
+            if bad:
+                raise ValueError(f"unknown real-data sources {bad}; choose raw and/or odom")
+            p.real.sources = list(dict.fromkeys(real_sources))
     if not p.variants or not p.seeds:
         raise ValueError("nothing to run: no variants or no seeds")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    est = estimate_seconds(p, real=real, landscape=landscape)
-    _log(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds, {p.depth_steps} depth steps "
-         f"(+{p.feature_steps} FeatureNet steps per shared FeatureNet), {p.height}x{p.width}, batch {p.batch_size}")
+    est = estimate_seconds(p, real=real, landscape=landscape and synthetic, synthetic=synthetic)
+    if synthetic:
+        _log(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds, {p.depth_steps} depth steps "
+             f"(+{p.feature_steps} FeatureNet steps per shared FeatureNet), {p.height}x{p.width}, batch {p.batch_size}")
+    if real and p.real is not None:
+        r = p.real
+        _log(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x seeds {r.seeds}, {r.depth_steps} depth steps "
+             f"(+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
     _log(f"estimated time on a quiet machine: {format_duration(est['total'])} (synthetic {format_duration(est['synthetic'])}, "
          f"FeatureNets {format_duration(est['featurenets'])}, real {format_duration(est['real'])}, "
          f"analysis {format_duration(est['analysis'])})")
@@ -690,67 +711,69 @@ def run_experiment(
         "runs": [],
     }
 
-    # data --------------------------------------------------------------------------------
-    cfg0 = load_config("synthetic_small", synthetic_overrides(p, data_dir, p.seeds[0]) + list(overrides))
-    _log(f"synthetic data in {data_dir}")
-    ensure_synthetic_data(cfg0)
-    _, val_names = synthetic_sequence_names(cfg0)
-    val_seqs = [load_folder_sequence(data_dir, n, p.height, p.width) for n in val_names]
-    results["val_sequences"] = val_names
+    if synthetic:
+        # data --------------------------------------------------------------------------------
+        cfg0 = load_config("synthetic_small", synthetic_overrides(p, data_dir, p.seeds[0]) + list(overrides))
+        _log(f"synthetic data in {data_dir}")
+        ensure_synthetic_data(cfg0)
+        _, val_names = synthetic_sequence_names(cfg0)
+        val_seqs = [load_folder_sequence(data_dir, n, p.height, p.width) for n in val_names]
+        results["val_sequences"] = val_names
 
-    # training + evaluation ---------------------------------------------------------------
-    jobs = _plan(variant_objs, p.seeds)
-    fn_ckpt: dict[tuple[str, int], str] = {}
-    for i, job in enumerate(jobs, 1):
-        base = synthetic_overrides(p, data_dir, job.seed) + list(overrides)
-        if job.kind == "featurenet":
-            d = out / "featurenets" / job.name / f"seed{job.seed}"
-            _log(f"({i}/{len(jobs)}) FeatureNet '{job.name}' seed {job.seed} -> {d}")
-            s = train_featurenet(base, job.name, d, slim=not keep_full_checkpoints)
-            fn_ckpt[(job.name, job.seed)] = s["checkpoint"]
-            results["featurenets"].setdefault(job.name, {})[str(job.seed)] = {
-                "checkpoint": s["checkpoint"], "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
-                "val": s.get("val", {}), "out_dir": str(d)}
-            continue
-        v = VARIANTS[job.name]
-        d = out / "runs" / v.name / f"seed{job.seed}"
-        _log(f"({i}/{len(jobs)}) {v.name} seed {job.seed} -> {d}")
-        cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None,
-                               slim=not keep_full_checkpoints)
-        result_path = d / "result.json"
-        if result_path.is_file() and s.get("reused"):
-            ev = _read_json(result_path)["eval"]
-        else:
-            system = load_system(cfg, v.stage, s["checkpoint"], dev)
-            ev = evaluate_synthetic_system(system, val_seqs, device=dev, depth_stride=p.eval_depth_stride)
-            del system
-        run = {"variant": v.name, "seed": job.seed, "out_dir": str(d), "checkpoint": s["checkpoint"],
-               "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
-               "featurenet_checkpoint": fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None, "eval": ev}
-        _write_json(result_path, run)
-        results["runs"].append(run)
-        a = ev["depth"]["all"]["metrics"]
-        tl = ev["depth"].get("textureless", {}).get("metrics", {})
-        _log(f"    abs_rel {a.get('abs_rel', float('nan')):.4f} (textureless {tl.get('abs_rel', float('nan')):.4f}), "
-             f"ATE5 {ev.get('ate5', float('nan')):.4f} m")
-    _write_json(out / "results.json", results)
-
-    # untrained reference ---------------------------------------------------------------
-    from featdepth.engine.trainer import seed_everything
-    from featdepth.models.system import FeatDepthSystem
-
-    seed_everything(p.seeds[0])
-    init_cfg = load_config("synthetic_small", synthetic_overrides(p, data_dir, p.seeds[0]) + ["train.stage=baseline"] + list(overrides))
-    init_sys = FeatDepthSystem(init_cfg, stage="baseline").to(dev).eval()
-    results["untrained"] = evaluate_synthetic_system(init_sys, val_seqs, device=dev, depth_stride=p.eval_depth_stride)
-    del init_sys
-
-    # analysis ------------------------------------------------------------------------------
-    fig_dir = out / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    if landscape:
-        results["analysis"] = _analysis(p, out, data_dir, val_names, val_seqs, fn_ckpt, results, dev, fig_dir)
+        # training + evaluation ---------------------------------------------------------------
+        jobs = _plan(variant_objs, p.seeds)
+        fn_ckpt: dict[tuple[str, int], str] = {}
+        for i, job in enumerate(jobs, 1):
+            base = synthetic_overrides(p, data_dir, job.seed) + list(overrides)
+            if job.kind == "featurenet":
+                d = out / "featurenets" / job.name / f"seed{job.seed}"
+                _log(f"({i}/{len(jobs)}) FeatureNet '{job.name}' seed {job.seed} -> {d}")
+                s = train_featurenet(base, job.name, d, slim=not keep_full_checkpoints)
+                fn_ckpt[(job.name, job.seed)] = s["checkpoint"]
+                results["featurenets"].setdefault(job.name, {})[str(job.seed)] = {
+                    "checkpoint": s["checkpoint"], "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
+                    "val": s.get("val", {}), "out_dir": str(d)}
+                continue
+            v = VARIANTS[job.name]
+            d = out / "runs" / v.name / f"seed{job.seed}"
+            _log(f"({i}/{len(jobs)}) {v.name} seed {job.seed} -> {d}")
+            cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None,
+                                   slim=not keep_full_checkpoints)
+            result_path = d / "result.json"
+            if result_path.is_file() and s.get("reused"):
+                ev = _read_json(result_path)["eval"]
+            else:
+                system = load_system(cfg, v.stage, s["checkpoint"], dev)
+                ev = evaluate_synthetic_system(system, val_seqs, device=dev, depth_stride=p.eval_depth_stride)
+                del system
+            run = {"variant": v.name, "seed": job.seed, "out_dir": str(d), "checkpoint": s["checkpoint"],
+                   "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
+                   "featurenet_checkpoint": fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None, "eval": ev}
+            _write_json(result_path, run)
+            results["runs"].append(run)
+            _write_json(out / "results.json", results)  # partial results survive an interruption
+            a = ev["depth"]["all"]["metrics"]
+            tl = ev["depth"].get("textureless", {}).get("metrics", {})
+            _log(f"    abs_rel {a.get('abs_rel', float('nan')):.4f} (textureless {tl.get('abs_rel', float('nan')):.4f}), "
+                 f"ATE5 {ev.get('ate5', float('nan')):.4f} m")
         _write_json(out / "results.json", results)
+
+        # untrained reference ---------------------------------------------------------------
+        from featdepth.engine.trainer import seed_everything
+        from featdepth.models.system import FeatDepthSystem
+
+        seed_everything(p.seeds[0])
+        init_cfg = load_config("synthetic_small", synthetic_overrides(p, data_dir, p.seeds[0]) + ["train.stage=baseline"] + list(overrides))
+        init_sys = FeatDepthSystem(init_cfg, stage="baseline").to(dev).eval()
+        results["untrained"] = evaluate_synthetic_system(init_sys, val_seqs, device=dev, depth_stride=p.eval_depth_stride)
+        del init_sys
+
+        # analysis ------------------------------------------------------------------------------
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        if landscape:
+            results["analysis"] = _analysis(p, out, data_dir, val_names, val_seqs, fn_ckpt, results, dev, fig_dir)
+            _write_json(out / "results.json", results)
 
     # real data -----------------------------------------------------------------------------
     if real and p.real is not None:

@@ -21,6 +21,16 @@ from featdepth.engine.checkpoints import MANIFEST, CheckpointError, CheckpointMa
 H, W = 64, 192
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared machine, OpenMP threads waiting for each other make every op of a
+    multi-threaded step dozens of times slower; these tests check behaviour, not speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _overrides(data: Path, out: Path, steps: int) -> list[str]:
     # Stereo-only baseline with the monodepth2 decoder: the smallest trainable model (one ResNet-18 network),
     # so checkpoints are small and steps fast; a checkpoint after every step.
@@ -58,6 +68,13 @@ def _logged_steps(out: Path) -> int:
     return sum(1 for r in _log_records(out) if "loss/total" in r)
 
 
+def _manifest_steps(folder: Path) -> list[int]:
+    try:
+        return [r["step"] for r in json.loads((folder / MANIFEST).read_text())["checkpoints"]]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def _verify_manifest(folder: Path) -> list[int]:
     """Every checkpoint the manifest names loads and matches its digest; returns their steps."""
     if not (folder / MANIFEST).is_file():
@@ -85,32 +102,36 @@ def test_sigkill_at_random_moments_never_leaves_an_unreadable_checkpoint(synth_d
     folder = out / "checkpoints"
     steps, kills = 30, 10
     rng = random.Random(0)
-    # Test-only hook: every checkpoint write sleeps 0.4 s (half inside the temporary file, half before the
+    # Test-only hook: every checkpoint write sleeps 0.3 s (half inside the temporary file, half before the
     # rename), so that kills land inside checkpoint writing.
-    env = dict(os.environ, FEATDEPTH_TEST_SLOW_CHECKPOINT="0.4", OMP_NUM_THREADS="1")
+    env = dict(os.environ, FEATDEPTH_TEST_SLOW_CHECKPOINT="0.3", OMP_NUM_THREADS="1")
     newest_seen: list[int] = []
     mid_write_kills = 0
     for i in range(kills):
         logged_before = _logged_steps(out)
+        newest_before = max(_manifest_steps(folder), default=0)
         stale = set(folder.glob(".*.tmp"))  # left by the previous kill; removed by the next completed save
         proc = subprocess.Popen(_train_cmd(synth_data, out, steps), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
-            # wait until this process is inside the training loop (it logged a step; two on the even kills,
-            # so that its first checkpoint was written and every life makes progress) ...
-            while _logged_steps(out) < logged_before + 1 + (i % 2 == 0) and proc.poll() is None:
+            # wait until this process is inside the training loop (it logged a step) ...
+            while _logged_steps(out) == logged_before and proc.poll() is None:
                 assert time.monotonic() < deadline, "no training step within 60 s"
                 time.sleep(0.02)
-            assert proc.poll() is None, f"the run ended before kill {i}: {proc.stderr.read().decode()[-2000:]}"
-            # ... then kill it: every other time as soon as a checkpoint's temporary file exists (inside a
-            # checkpoint write), otherwise after a random delay (anywhere in the step/checkpoint cycle)
+            # ... then kill it: on even kills as soon as a checkpoint's temporary file exists (inside its
+            # first checkpoint write); on odd kills at a random moment after it completed a checkpoint (so
+            # that the run makes progress), anywhere in the step / checkpoint cycle
             if i % 2 == 0:
                 while not set(folder.glob(".*.tmp")) - stale and proc.poll() is None:
                     assert time.monotonic() < deadline, "no checkpoint write within 60 s"
                     time.sleep(0.005)
             else:
+                while max(_manifest_steps(folder), default=0) <= newest_before and proc.poll() is None:
+                    assert time.monotonic() < deadline, "no checkpoint within 60 s"
+                    time.sleep(0.01)
                 time.sleep(rng.uniform(0.0, 1.0))
+            assert proc.poll() is None, f"the run ended before kill {i}: {proc.stderr.read().decode()[-2000:]}"
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         finally:
@@ -125,18 +146,20 @@ def test_sigkill_at_random_moments_never_leaves_an_unreadable_checkpoint(synth_d
 
     assert mid_write_kills >= kills // 2, mid_write_kills  # kills inside checkpoint writes did happen
     # the run goes on from the newest good checkpoint every time: the step count never goes back
-    assert newest_seen == sorted(newest_seen) and newest_seen[-1] > newest_seen[0], newest_seen
+    assert newest_seen == sorted(newest_seen) and newest_seen[-1] >= kills // 2, newest_seen
     resumed = [r["message"] for r in _log_records(out) if str(r.get("message", "")).startswith("resumed from")]
     resumed_steps = [int(m.rsplit(" ", 1)[-1]) for m in resumed]
     # every restart resumed from the newest checkpoint the manifest named (a restart with none started fresh)
     assert resumed_steps == [s for s in newest_seen[:-1] if s > 0], (resumed_steps, newest_seen)
 
-    final = subprocess.run(_train_cmd(synth_data, out, steps), env=dict(os.environ, OMP_NUM_THREADS="1"),
+    # and the run finishes (two more steps: the kill loop's target of 30 steps is only a bound)
+    last = newest_seen[-1] + 2
+    final = subprocess.run(_train_cmd(synth_data, out, last), env=dict(os.environ, OMP_NUM_THREADS="1"),
                            capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr[-3000:]
     summary = json.loads(final.stdout[final.stdout.index("{"):])
-    assert summary["steps"] == steps and summary["steps_this_run"] == steps - newest_seen[-1]
-    assert _verify_manifest(folder)[-1] == steps
+    assert summary["steps"] == last and summary["steps_this_run"] == 2
+    assert _verify_manifest(folder)[-1] == last
     # nothing left behind: no temporaries, no checkpoint the manifest does not name
     named = {r["file"] for r in CheckpointManager(folder).records()}
     assert {p.name for p in folder.iterdir()} == named | {MANIFEST}

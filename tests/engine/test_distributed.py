@@ -129,15 +129,25 @@ def _equivalence_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     moved = max(float((p - q).abs().max()) for p, q in zip(params, initial))
     assert grad_err <= 1e-5 * grad_scale + 1e-8, (grad_err, grad_scale)
     assert param_err <= 1e-6, param_err
+    fingerprint = _fingerprint(system)
+
+    # A non-finite loss on one rank only: every rank skips the step together (a rank skipping the backward
+    # alone would leave the other waiting in the gradient all-reduce) and learns which terms were bad.
+    bad = _slice_batch(batch, rank * half, (rank + 1) * half)
+    if rank == 1:
+        bad["color"][0] = bad["color"][0].clone().fill_(float("nan"))
+    skipped = train_step(ddp, bad, opt, device=dev, grad_clip=35.0, params=params)
+    assert not skipped.finite and "photometric" in skipped.nonfinite_terms, skipped.nonfinite_terms
+    assert _fingerprint(system) == fingerprint
     Path(out_dir, f"equivalence_{rank}.json").write_text(json.dumps(
         {"grad_err": grad_err, "grad_scale": grad_scale, "param_err": param_err, "moved": moved,
-         "n_params": len(params), "fingerprint": _fingerprint(system)}))
+         "n_params": len(params), "fingerprint": fingerprint}))
     dist.destroy_process_group()
 
 
 def test_two_processes_half_batch_equal_one_process_full_batch(tmp_path):
     """One DDP step, 2 processes × 1 sample, equals one step of 1 process × 2 samples (stage joint: every
-    network trains; find_unused_parameters=False holds)."""
+    network trains; find_unused_parameters=False holds). Then a NaN on one rank is skipped by both."""
     mp.spawn(_equivalence_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (json.loads((tmp_path / f"equivalence_{r}.json").read_text()) for r in (0, 1))
     assert r0["fingerprint"] == r1["fingerprint"]  # both ranks hold the same parameters after the step

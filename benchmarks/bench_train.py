@@ -1,0 +1,581 @@
+"""Training-step benchmark: seconds per step, images per second, peak memory and a profile split.
+
+Every configuration runs in a fresh subprocess (so that the peak RSS is its own), on a fixed in-memory batch
+(random initialisation, random images; data loading excluded from the step time, as in the reference
+figures), through :func:`featdepth.engine.trainer.train_step` (the trainer's own step: autocast, backward,
+clipping, Adam). After ``--warmup`` steps, ``--repeat`` steps are timed and the median is reported. Then a
+few more steps run with timers around the phases (networks forward, warping, losses, rest of the forward,
+backward, optimiser) for the profile split, and the cost of loading one batch from PNG files at KITTI size
+(1242×375, decoded, resized, augmented, in the main process) is measured separately as the data column.
+
+Usage::
+
+    python benchmarks/bench_train.py                      # standard configurations, fp32 and bf16
+    python benchmarks/bench_train.py --quick              # smoke run: tiny sizes, one timed step
+    python benchmarks/bench_train.py --configs md2_baseline,paper --precisions fp32 --repeat 3
+    python benchmarks/bench_train.py --channels-last      # fp32 / fp32+CL / bf16 / bf16+CL matrix
+    python benchmarks/bench_train.py --loader             # does the step wait for data? (real DataLoader)
+    python benchmarks/bench_train.py --record benchmarks/results/train_cpu.md   # append a markdown record
+
+Options ``--device cuda`` (``--precisions fp32,bf16,fp16``) and ``--batch`` (override every batch size, e.g.
+the largest that fits) work the same on a GPU. ``--trace DIR`` writes a torch.profiler Chrome trace of one
+step per configuration (the phases appear as ``record_function`` labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Reference figures (docs: reference_figures.md; float32, 2 threads, CPU, data loading excluded).
+REFERENCES = {
+    "md2_baseline": ("monodepth2, ResNet-18, 640×192, batch 4", 3.3),
+    "featdepth_r18_b2": ("official FeatDepth, ResNet-18 depth + FeatureNet, 640×192, batch 2", 4.7),
+    "paper": ("official FeatDepth, paper setting (ResNet-50, 1024×320, batch 2)", 21.0),
+}
+
+FRAMES_M = "[0,-1,1]"
+
+# name -> (description, config overrides on top of the defaults)
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "md2_baseline": (
+        "photometric-only baseline, ResNet-18 depth + pose, monodepth2 decoder, 640×192, batch 4, mono",
+        ["train.stage=baseline", "model.depth_layers=18", "model.depth_decoder=monodepth2", "model.pose_layers=18",
+         "model.pose_input_size=null", "data.height=192", "data.width=640", f"data.frame_ids={FRAMES_M}",
+         "optim.batch_size=4"],
+    ),
+    "featdepth_r18": (
+        "FeatDepth (frozen FeatureNet R18, feature-metric), same encoders and decoder, 640×192, batch 4, mono",
+        ["train.stage=depth", "model.depth_layers=18", "model.depth_decoder=monodepth2", "model.pose_layers=18",
+         "model.feature_layers=18", "model.pose_input_size=null", "data.height=192", "data.width=640",
+         f"data.frame_ids={FRAMES_M}", "optim.batch_size=4"],
+    ),
+    "featdepth_r18_b2": (
+        "FeatDepth with ResNet-18 depth + FeatureNet, FeatDepth decoder, pose R18, 640×192, batch 2, mono",
+        ["train.stage=depth", "model.depth_layers=18", "model.depth_decoder=featdepth", "model.pose_layers=18",
+         "model.feature_layers=18", "model.pose_input_size=null", "data.height=192", "data.width=640",
+         f"data.frame_ids={FRAMES_M}", "optim.batch_size=2"],
+    ),
+    "paper": (
+        "FeatDepth paper setting: ResNet-50 depth + FeatureNet at 1024×320, FeatDepth decoder, "
+        "PoseNet R18 at 640×192, batch 2, mono",
+        ["train.stage=depth", "model.depth_layers=50", "model.depth_decoder=featdepth", "model.pose_layers=18",
+         "model.feature_layers=50", "model.pose_input_size=[192,640]", "data.height=320", "data.width=1024",
+         f"data.frame_ids={FRAMES_M}", "optim.batch_size=2"],
+    ),
+    "md2_baseline_small": (
+        "the baseline at a small size (channels_last matrix): ResNet-18, monodepth2 decoder, 320×96, batch 4",
+        ["train.stage=baseline", "model.depth_layers=18", "model.depth_decoder=monodepth2", "model.pose_layers=18",
+         "model.pose_input_size=null", "data.height=96", "data.width=320", f"data.frame_ids={FRAMES_M}",
+         "optim.batch_size=4"],
+    ),
+}
+STANDARD = ["md2_baseline", "featdepth_r18", "featdepth_r18_b2", "paper"]
+QUICK_OVERRIDES = ["data.height=64", "data.width=192", "model.depth_layers=18", "model.feature_layers=18",
+                   "model.pose_input_size=null", "optim.batch_size=1"]
+AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
+KITTI_SIZE = (375, 1242)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# machine description
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", platform.machine(), "x86_64"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "bf16_isa": ",".join(sorted(f for f in flags if f in ("amx_bf16", "avx512_bf16", "amx_tile"))) or "none",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a",
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the worker: one configuration in its own process
+
+
+def _fixed_batch(cfg, device, channels_last: bool) -> dict[str, Any]:
+    import torch
+
+    from featdepth.engine.trainer import move_batch
+
+    b, h, w = cfg.optim.batch_size, cfg.data.height, cfg.data.width
+    g = torch.Generator().manual_seed(0)
+    color = {f: torch.rand(b, 3, h, w, generator=g) for f in cfg.data.frame_ids}
+    K = torch.tensor([[0.58 * w, 0.0, 0.5 * w], [0.0, 1.92 * h, 0.5 * h], [0.0, 0.0, 1.0]]).expand(b, 3, 3).clone()
+    batch = {"color": color, "color_aug": {f: c.clone() for f, c in color.items()}, "K": K,
+             "inv_K": torch.linalg.inv(K)}
+    if "s" in cfg.data.frame_ids:
+        T = torch.eye(4).expand(b, 4, 4).clone()
+        T[:, 0, 3] = -0.1
+        batch["stereo_T"] = T
+    return move_batch(batch, device, channels_last)
+
+
+class PhaseTimer:
+    """Wall-clock time per phase, with ``record_function`` labels (and CUDA syncs on a GPU)."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.totals: dict[str, float] = {}
+        self.enabled = False
+        self._depth = 0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def wrap(self, name: str, fn):
+        import torch
+
+        def timed(*args, **kwargs):
+            if not self.enabled or self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            self._sync()
+            t0 = time.perf_counter()
+            try:
+                with torch.profiler.record_function(name):
+                    return fn(*args, **kwargs)
+            finally:
+                self._sync()
+                self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+                self._depth -= 1
+
+        return timed
+
+
+def _instrument(system, optimizer, timer: PhaseTimer) -> None:
+    """Timers around the phases of the real step (nothing in the library is changed)."""
+    import torch
+
+    import featdepth.models.system as system_module
+
+    for net in ("depth_net", "pose_net"):
+        module = getattr(system, net, None)
+        if module is not None:
+            module.forward = timer.wrap("networks_forward", module.forward)
+    fn = getattr(system, "feature_net", None)
+    if fn is not None:
+        fn.extract = timer.wrap("networks_forward", fn.extract)
+        fn.forward = timer.wrap("networks_forward", fn.forward)
+    system_module.warp = timer.wrap("warping", system_module.warp)
+    for name in ("depth_objective", "featurenet_objective", "joint_objective"):
+        setattr(system_module, name, timer.wrap("losses", getattr(system_module, name)))
+    system.forward = _forward_timer(timer, system.forward)
+    torch.Tensor.backward = timer.wrap("backward", torch.Tensor.backward)
+    optimizer.step = timer.wrap("optimizer", optimizer.step)
+
+
+def _forward_timer(timer: PhaseTimer, forward):
+    import torch
+
+    def timed(*args, **kwargs):
+        if not timer.enabled:
+            return forward(*args, **kwargs)
+        timer._sync()
+        t0 = time.perf_counter()
+        with torch.profiler.record_function("forward"):
+            out = forward(*args, **kwargs)
+        timer._sync()
+        timer.totals["forward_total"] = timer.totals.get("forward_total", 0.0) + time.perf_counter() - t0
+        return out
+
+    return timed
+
+
+def _data_cost(cfg, data_root: str | None, batches: int) -> float | None:
+    """Seconds to produce one training batch from PNG files at KITTI size in the main process."""
+    if not data_root:
+        return None
+    import torch
+
+    from featdepth.data import FolderDataset
+    from featdepth.data.factory import SeededItems
+
+    ds = SeededItems(FolderDataset(data_root, list(cfg.data.frame_ids), cfg.data.height, cfg.data.width,
+                                   is_train=True), seed=0)
+    n = len(ds)
+    b = cfg.optim.batch_size
+    times = []
+    for i in range(batches + 1):
+        t0 = time.perf_counter()
+        items = [ds[(0, (i * b + j) % n)] for j in range(b)]
+        torch.utils.data.default_collate(items)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    from featdepth.config import load_config
+    from featdepth.engine.trainer import (
+        build_optimizer,
+        freeze_unused_heads,
+        resolve_device,
+        train_step,
+        use_channels_last,
+    )
+    from featdepth.models.system import FeatDepthSystem
+
+    device = resolve_device(spec["device"])
+    cfg = load_config(None, spec["overrides"] + [f"train.amp={spec['amp']}", "train.run_feature_stage=false"])
+    channels_last = use_channels_last(device, cfg.train.amp, spec.get("channels_last"))
+    torch.manual_seed(0)
+    system = FeatDepthSystem(cfg).to(device)  # stage "depth": a random FeatureNet, frozen
+    freeze_unused_heads(system)
+    if channels_last:
+        system = system.to(memory_format=torch.channels_last)
+    system.train()
+    params = system.trainable_parameters()
+    optimizer = build_optimizer(params, cfg)  # the trainer's optimiser
+    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp == "fp16" else None
+    batch = _fixed_batch(cfg, device, channels_last)
+
+    def step():
+        res = train_step(system, batch, optimizer, device=device, amp=cfg.train.amp, scaler=scaler,
+                         grad_clip=cfg.optim.grad_clip, params=params)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return res
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t_start = time.perf_counter()
+    for _ in range(spec["warmup"]):
+        step()
+    times, finite = [], True
+    for _ in range(spec["repeat"]):
+        t0 = time.perf_counter()
+        res = step()
+        times.append(time.perf_counter() - t0)
+        finite = finite and res.finite
+    # profile split: further steps with phase timers
+    timer = PhaseTimer(device)
+    _instrument(system, optimizer, timer)
+    timer.enabled = True
+    split_steps = spec["split_steps"]
+    t0 = time.perf_counter()
+    for _ in range(split_steps):
+        step()
+    split_total = (time.perf_counter() - t0) / split_steps
+    timer.enabled = False
+    phases = {k: v / split_steps for k, v in timer.totals.items()}
+    fwd = phases.pop("forward_total", 0.0)
+    split = {
+        "networks_forward": phases.get("networks_forward", 0.0),
+        "warping": phases.get("warping", 0.0),
+        "losses": phases.get("losses", 0.0),
+        "forward_other": max(0.0, fwd - sum(phases.get(k, 0.0) for k in ("networks_forward", "warping", "losses"))),
+        "backward": phases.get("backward", 0.0),
+        "optimizer": phases.get("optimizer", 0.0),
+    }
+    split["step_other"] = max(0.0, split_total - fwd - split["backward"] - split["optimizer"])
+    if spec.get("trace"):
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            step()
+        Path(spec["trace"]).mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(Path(spec["trace"]) / f"{spec['name']}_{spec['precision']}.json"))
+    peak = peak_rss_mb()
+    cuda_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    med = statistics.median(times)
+    data_s = _data_cost(cfg, spec.get("data_root"), spec.get("data_batches", 3))
+    return {
+        "name": spec["name"], "precision": spec["precision"], "channels_last": channels_last,
+        "batch": cfg.optim.batch_size, "size": f"{cfg.data.width}×{cfg.data.height}",
+        "s_per_step": med, "s_min": min(times), "s_max": max(times), "repeat": len(times),
+        "images_per_s": cfg.optim.batch_size / med, "finite": finite, "peak_rss_mb": peak,
+        "cuda_max_allocated_mb": cuda_peak, "split_step_s": split_total, "split": split, "data_s": data_s,
+        "threads": torch.get_num_threads(), "wall_s": time.perf_counter() - t_start,
+        "standard_setting": bool(spec.get("standard_setting")),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# data for the data-cost column and the loader check
+
+
+def make_data(root: Path, stereo: bool = False, frames: int = 6) -> Path:
+    from featdepth.data.synthetic import generate_dataset
+
+    if not (root / "seq_000" / "meta.json").is_file():
+        generate_dataset(root, num_sequences=1, seed=0, num_frames=frames, height=KITTI_SIZE[0],
+                         width=KITTI_SIZE[1], stereo=stereo)
+    return root
+
+
+def loader_check(args, data_root: Path) -> dict[str, Any]:
+    """A real training run (DataLoader with workers) of the baseline; medians of the logged per-step times."""
+    out = Path(tempfile.mkdtemp(prefix="featdepth_bench_loader_"))
+    steps = max(4, args.loader_steps)
+    overrides = CONFIGS["md2_baseline"][1] + [
+        "data.dataset=folder", f"data.path={data_root}", f"data.num_workers={args.loader_workers}",
+        f"train.out_dir={out}", "train.progress=false", "train.log_every=1", "train.image_every=0",
+        f"optim.max_steps={steps}", "train.device=" + args.device, f"train.amp={AMP[args.loader_precision]}",
+        "train.keep_checkpoints=1",
+    ]
+    if args.quick:
+        overrides += QUICK_OVERRIDES
+    cmd = [sys.executable, "-m", "featdepth", "train", "-c", "synthetic_small"]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    rows = [r for r in records if "time/step_s" in r and r["step"] > 1]  # step 1 includes worker start-up
+    data = [r["time/data_s"] for r in rows]
+    step = [r["time/step_s"] for r in rows]
+    return {"workers": args.loader_workers, "steps": len(rows), "precision": args.loader_precision,
+            "data_s_median": statistics.median(data), "data_s_max": max(data),
+            "step_s_median": statistics.median(step), "waiting_fraction": sum(data) / (sum(data) + sum(step))}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the driver
+
+
+def _spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    if spec.get("threads"):
+        env["OMP_NUM_THREADS"] = str(spec["threads"])
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                              text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"name": spec["name"], "precision": spec["precision"], "error": f"timed out after {timeout:.0f} s"}
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"name": spec["name"], "precision": spec["precision"], "error": proc.stderr.strip()[-1500:]}
+    return json.loads(lines[-1])
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, loader: dict | None,
+           note: str) -> str:
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines = [
+        f"## Training step benchmark, {date}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {info['cpu']}, {info['cores']} cores, bf16 ISA: {info['bf16_isa']}; {info['platform']}",
+        f"- torch {info['torch']}, python {info['python']}, intra-op threads {info['threads']}"
+        + (f", GPU {info['gpu']}" if info.get("gpu") else ""),
+        f"- load average at the start: {info['load_average']}",
+        "- random initialisation, fixed in-memory batch (data loading excluded from s/step), median of the "
+        "timed steps after warm-up; each configuration in a fresh process",
+    ]
+    if note:
+        lines.append(f"- note: {note}")
+    lines += [
+        "",
+        "| configuration | precision | CL | size | batch | s/step (min–max) | img/s | peak RSS MB | data s/batch | vs reference |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['name']} | {r['precision']} | | | | failed: {r['error'].splitlines()[-1][:80]} | | | | |")
+            continue
+        ref = REFERENCES.get(r["name"]) if r.get("standard_setting") else None
+        vs = f"{ref[1] / r['s_per_step']:.2f}× ({ref[0]}: {ref[1]} s)" if ref else ""
+        mem = _fmt(r["peak_rss_mb"], 0) + (f" (CUDA {r['cuda_max_allocated_mb']:.0f})" if r.get("cuda_max_allocated_mb") else "")
+        lines.append(
+            f"| {r['name']} | {r['precision']} | {'yes' if r['channels_last'] else 'no'} | {r['size']} | {r['batch']} | "
+            f"{r['s_per_step']:.2f} ({r['s_min']:.2f}–{r['s_max']:.2f}, n={r['repeat']}) | {r['images_per_s']:.2f} | "
+            f"{mem} | {_fmt(r['data_s'])} | {vs} |"
+        )
+    lines += ["", "Profile split (seconds per step, from separate instrumented steps):", "",
+              "| configuration | precision | networks fwd | warping | losses | other fwd | backward | optimizer | other | total |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            continue
+        s = r["split"]
+        lines.append(
+            f"| {r['name']} | {r['precision']}{' CL' if r['channels_last'] else ''} | {s['networks_forward']:.2f} | "
+            f"{s['warping']:.3f} | {s['losses']:.3f} | {s['forward_other']:.3f} | {s['backward']:.2f} | "
+            f"{s['optimizer']:.3f} | {s['step_other']:.3f} | {r['split_step_s']:.2f} |")
+    by = {(r["name"], r["precision"], r.get("channels_last")): r for r in results if "error" not in r}
+    ratio_lines = []
+    for prec in ("fp32", "bf16"):
+        base = next((r for (n, p, _), r in by.items() if n == "md2_baseline" and p == prec), None)
+        full = next((r for (n, p, _), r in by.items() if n == "featdepth_r18" and p == prec), None)
+        if base and full:
+            ratio_lines.append(f"- {prec}: full FeatDepth / baseline at equal settings = "
+                               f"{full['s_per_step'] / base['s_per_step']:.2f}× (target ≤ 1.3×)")
+    if ratio_lines:
+        lines += ["", "Ratios:", ""] + ratio_lines
+    if loader:
+        lines += ["", "Data loading in a real run (`featdepth train`, baseline at 640×192 batch 4, PNGs at "
+                  "1242×375, DataLoader workers; step 1 excluded):", ""]
+        if "error" in loader:
+            lines.append(f"- failed: {loader['error'].splitlines()[-1] if loader['error'] else '?'}")
+        else:
+            lines.append(
+                f"- {loader['workers']} workers, {loader['precision']}: median time/data_s {loader['data_s_median']:.3f} s "
+                f"(max {loader['data_s_max']:.3f}) vs median time/step_s {loader['step_s_median']:.2f} s over "
+                f"{loader['steps']} steps; waiting for data {100 * loader['waiting_fraction']:.1f}% of the time")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default=",".join(STANDARD), help=f"comma list of {', '.join(CONFIGS)}")
+    p.add_argument("--precisions", default=None, help="comma list of fp32, bf16, fp16 (default: fp32,bf16)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="also run the channels_last matrix (fp32, fp32+CL, bf16, bf16+CL) on --cl-configs")
+    p.add_argument("--cl-configs", default="md2_baseline_small",
+                   help="configurations of the --channels-last matrix (comma list)")
+    p.add_argument("--loader", action="store_true", help="also measure data waiting in a real training run")
+    p.add_argument("--loader-only", action="store_true", help="only the data-loading check")
+    p.add_argument("--loader-workers", type=int, default=2)
+    p.add_argument("--loader-steps", type=int, default=8)
+    p.add_argument("--loader-precision", default="bf16", choices=list(AMP))
+    p.add_argument("--repeat", type=int, default=5, help="timed steps per configuration (median reported)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--split-steps", type=int, default=1, help="instrumented steps for the profile split")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's, all cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=None, help="override every configuration's batch size")
+    p.add_argument("--quick", action="store_true", help="smoke run: 64×192, ResNet-18, batch 1, one timed step")
+    p.add_argument("--no-data", action="store_true", help="skip the data-cost column")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
+    p.add_argument("--trace", default=None, help="folder for Chrome traces of one step per configuration")
+    p.add_argument("--record", default=None, help="append the markdown record to this file")
+    p.add_argument("--json", default=None, help="write the raw results to this JSON file")
+    p.add_argument("--note", default="", help="a note for the record (e.g. 'machine shared with other jobs')")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        return 0
+
+    if args.quick:
+        args.repeat, args.warmup = min(args.repeat, 1), min(args.warmup, 1)
+    precisions = (args.precisions or ("fp32,bf16" if args.device == "cpu" else "fp32,bf16,fp16")).split(",")
+    names = [] if args.loader_only else [n for n in args.configs.split(",") if n]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        p.error(f"unknown configurations {unknown}; choose from {', '.join(CONFIGS)}")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info()
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, Path.cwd())] + (argv if argv is not None else sys.argv[1:]))
+    cache = Path(tempfile.gettempdir()) / "featdepth_bench_data"
+    data_root = None if args.no_data else str(make_data(cache / "mono"))
+
+    jobs: list[dict[str, Any]] = []
+    for name in names:
+        for prec in precisions:
+            jobs.append({"name": name, "precision": prec, "channels_last": None})
+    if args.channels_last and not args.loader_only:
+        for name in args.cl_configs.split(","):
+            if name not in CONFIGS:
+                p.error(f"unknown configuration {name!r} in --cl-configs")
+            for prec in ("fp32", "bf16"):
+                for cl in (False, True):
+                    jobs.append({"name": name, "precision": prec, "channels_last": cl})
+
+    results = []
+    print(f"# {info['cpu']} | torch {info['torch']} | threads {info['threads']} | load {info['load_average']}", flush=True)
+    for job in jobs:
+        overrides = list(CONFIGS[job["name"]][1])
+        if args.quick:
+            overrides += QUICK_OVERRIDES
+        if args.batch:
+            overrides.append(f"optim.batch_size={args.batch}")
+        spec = {**job, "overrides": overrides, "amp": AMP[job["precision"]], "device": args.device,
+                "repeat": args.repeat, "warmup": args.warmup, "split_steps": args.split_steps,
+                "threads": args.threads, "trace": args.trace, "data_root": data_root,
+                "data_batches": 1 if args.quick else 3,
+                "standard_setting": not args.quick and not args.batch}
+        r = _spawn(spec, args.timeout)
+        results.append(r)
+        if "error" in r:
+            print(f"{job['name']:<20} {job['precision']:<5} FAILED: {r['error'].splitlines()[-1] if r['error'] else ''}", flush=True)
+        else:
+            print(f"{r['name']:<20} {r['precision']:<5} CL={int(r['channels_last'])} {r['size']:>9} b{r['batch']}  "
+                  f"{r['s_per_step']:7.2f} s/step  {r['images_per_s']:6.2f} img/s  peak {r['peak_rss_mb']:6.0f} MB  "
+                  f"data {_fmt(r['data_s'])} s/batch  split: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r["split"].items()), flush=True)
+    loader = None
+    if args.loader or args.loader_only:
+        loader = loader_check(args, Path(data_root or make_data(cache / "mono")))
+        print(f"loader check: {loader}", flush=True)
+    record = render(results, info, command, loader, args.note)
+    print()
+    print(record)
+    if args.record:
+        path = Path(args.record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write("\n" + record)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "command": command, "results": results,
+                                               "loader": loader}, indent=2))
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
