@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -348,9 +349,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_data(root: Path, stereo: bool = False, frames: int = 6) -> Path:
+    """PNG sequences at KITTI size (1242×375), generated once into the temporary folder."""
     from featdepth.data.synthetic import generate_dataset
 
-    if not (root / "seq_000" / "meta.json").is_file():
+    if not (root / "seq_000" / "meta.json").is_file() or len(list((root / "seq_000" / "images").glob("*.png"))) < frames:
         generate_dataset(root, num_sequences=1, seed=0, num_frames=frames, height=KITTI_SIZE[0],
                          width=KITTI_SIZE[1], stereo=stereo)
     return root
@@ -374,11 +376,15 @@ def loader_check(args, data_root: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    rows = [r for r in records if "time/step_s" in r and r["step"] > 1]  # step 1 includes worker start-up
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            return {"error": proc.stderr[-2000:]}
+        records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # its checkpoints are hundreds of MB
+    # step 1 includes starting the workers; the first batch of a later epoch waits for a fresh prefetch
+    rows = [r for r in records if "time/step_s" in r and r["step"] > 1]
     data = [r["time/data_s"] for r in rows]
     step = [r["time/step_s"] for r in rows]
     return {"workers": args.loader_workers, "steps": len(rows), "precision": args.loader_precision,
@@ -409,23 +415,8 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, loader: dict | None,
-           note: str) -> str:
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+def _result_tables(results: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"## Training step benchmark, {date}",
-        "",
-        f"- command: `{command}`",
-        f"- machine: {info['cpu']}, {info['cores']} cores, bf16 ISA: {info['bf16_isa']}; {info['platform']}",
-        f"- torch {info['torch']}, python {info['python']}, intra-op threads {info['threads']}"
-        + (f", GPU {info['gpu']}" if info.get("gpu") else ""),
-        f"- load average at the start: {info['load_average']}",
-        "- random initialisation, fixed in-memory batch (data loading excluded from s/step), median of the "
-        "timed steps after warm-up; each configuration in a fresh process",
-    ]
-    if note:
-        lines.append(f"- note: {note}")
-    lines += [
         "",
         "| configuration | precision | CL | size | batch | s/step (min–max) | img/s | peak RSS MB | data s/batch | vs reference |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -463,6 +454,28 @@ def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, lo
                                f"{full['s_per_step'] / base['s_per_step']:.2f}× (target ≤ 1.3×)")
     if ratio_lines:
         lines += ["", "Ratios:", ""] + ratio_lines
+    return lines
+
+
+def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, loader: dict | None,
+           note: str, date: str | None = None) -> str:
+    date = date or datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines = [
+        f"## Training step benchmark, {date}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {info['cpu']}, {info['cores']} cores, bf16 ISA: {info['bf16_isa']}; {info['platform']}",
+        f"- torch {info['torch']}, python {info['python']}, intra-op threads {info['threads']}"
+        + (f", GPU {info['gpu']}" if info.get("gpu") else ""),
+        f"- load average at the start: {info['load_average']}",
+        "- random initialisation, fixed in-memory batch (data loading excluded from s/step), median of the "
+        "timed steps after warm-up; each configuration in a fresh process; *vs reference* = the reference's "
+        "s/step ÷ ours (above 1: faster than the reference)",
+    ]
+    if note:
+        lines.append(f"- note: {note}")
+    if results:
+        lines += _result_tables(results)
     if loader:
         lines += ["", "Data loading in a real run (`featdepth train`, baseline at 640×192 batch 4, PNGs at "
                   "1242×375, DataLoader workers; step 1 excluded):", ""]
@@ -533,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.cl_configs.split(","):
             if name not in CONFIGS:
                 p.error(f"unknown configuration {name!r} in --cl-configs")
-            for prec in ("fp32", "bf16"):
+            for prec in precisions if args.precisions else ("fp32", "bf16"):
                 for cl in (False, True):
                     jobs.append({"name": name, "precision": prec, "channels_last": cl})
 
@@ -561,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{k} {v:.2f}" for k, v in r["split"].items()), flush=True)
     loader = None
     if args.loader or args.loader_only:
-        loader = loader_check(args, Path(data_root or make_data(cache / "mono")))
+        # enough frames for several batches per epoch (the DataLoader does not prefetch across epochs)
+        loader = loader_check(args, make_data(cache / "mono_loader", frames=4 * max(4, args.loader_steps) + 4))
         print(f"loader check: {loader}", flush=True)
     record = render(results, info, command, loader, args.note)
     print()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import platform
 import random
@@ -73,13 +74,27 @@ def autocast_context(device: torch.device, amp: str):
 
 
 def use_channels_last(device: torch.device, amp: str, setting: bool | None) -> bool:
-    """channels_last where measured to help: CUDA always; CPU only in float32 (bf16 + channels_last was
-    pathologically slow on the AMX CPU we measured, see benchmarks/README.md)."""
+    """channels_last where measured to help (``train.channels_last`` unset): CUDA always; CPU in float32;
+    CPU in bf16 only on CPUs without AMX. Measured training steps (benchmarks/results/train_cpu.md): on an AMD
+    EPYC with AVX512-BF16 channels_last made float32 1.4× and bf16 1.5× faster (paper setting); on an AMX
+    Xeon (reference figures) float32 gained 2× but bf16 + channels_last was 20× slower."""
     if setting is not None:
         return bool(setting)
     if device.type == "cuda":
         return True
-    return amp == "none"
+    return amp == "none" or not _cpu_may_have_amx()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_may_have_amx() -> bool:
+    """True if the CPU has AMX tiles, or if that cannot be told (no /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return any(flag.startswith("amx") for flag in line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return True
 
 
 def move_batch(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -277,7 +292,8 @@ def build_optimizer(params: list[nn.Parameter], cfg: Config) -> torch.optim.Opti
     0.17 s → 0.03 s per step for the 27 M trainable parameters of the ResNet-18 baseline)."""
     kwargs: dict[str, Any] = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
     devices = {p.device.type for p in params}
-    if params and devices <= {"cpu", "cuda"} and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params):
+    floating = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
+    if params and devices <= {"cpu", "cuda"} and floating:
         try:
             return torch.optim.Adam(params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
