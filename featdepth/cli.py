@@ -59,7 +59,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra.append(f"optim.max_steps={args.steps}")
     cfg = _load_cfg(args, extra)
     summary = run_training(cfg, resume=args.resume)
-    print(json.dumps(summary, indent=2, default=str))
+    from featdepth.engine.distributed import env_dist_info
+
+    if env_dist_info().is_main:
+        print(json.dumps(summary, indent=2, default=str))
     return 0
 
 

@@ -26,7 +26,8 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
     root = Path(cfg.data.path)
     train, val = synthetic_sequence_names(cfg)
     wanted = train + val
-    if all((root / name / "images").is_dir() for name in wanted):
+    # meta.json is written last: a generation killed half-way is redone.
+    if all((root / name / "meta.json").is_file() for name in wanted):
         return root
     generate_dataset(
         root,

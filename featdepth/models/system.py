@@ -170,7 +170,8 @@ class FeatDepthSystem(nn.Module):
         sources = self.frame_ids[1:]
         n_src = len(sources)
 
-        disps_dict = self.predict_disparities(color_aug[0])
+        # Disparities in float32 even under autocast: the smoothness terms and depth need the precision.
+        disps_dict = {s: d.float() for s, d in self.predict_disparities(color_aug[0]).items()}
         scales = sorted(disps_dict)
         disps = [disps_dict[s] for s in scales]
         poses = self.predict_poses(color_aug)
