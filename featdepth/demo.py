@@ -96,7 +96,10 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
         _picture(out / f"depth_{k}.png", seq.images[i], disp[k, 0].numpy(), seq.depths[i] if seq.depths else None)
     traj = final_eval["trajectories"].get(val_names[0])
     if traj is not None:
-        plot_trajectories_topview(out / "trajectory.png", traj["gt"], [traj["pred"]], ["FeatDepth (scale-aligned)"],
+        from featdepth.evaluation.pose_metrics import align_trajectory
+
+        aligned = align_trajectory(traj["gt"], traj["pred"], "scale")[0]  # monocular: scale is unknown
+        plot_trajectories_topview(out / "trajectory.png", traj["gt"], [aligned], ["FeatDepth (scale-aligned)"],
                                   title=f"{val_names[0]}: top view")
 
     def pick(ev: dict[str, Any]) -> dict[str, Any]:
