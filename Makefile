@@ -7,7 +7,6 @@ PY     := $(VENV)/bin/python
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -e .
