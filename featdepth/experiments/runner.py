@@ -36,9 +36,9 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -308,12 +308,14 @@ def get_preset(name: str) -> ExperimentPreset:
 # budget estimate
 # --------------------------------------------------------------------------------------------------
 
-#: Measured seconds per training step (forward + backward + step), ResNet-18 everywhere, 64x192,
-#: batch 4, float32, 2 CPU threads on a quiet 2-core Xeon. Scaled linearly by pixels x batch.
-CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.30, "baseline": 0.40, "depth": 0.50, "joint": 0.70}
+#: Measured seconds per training step (forward + backward + step; median of the logged steps of the
+#: `cpu` preset run of docs/experiments.md), ResNet-18 everywhere, 64x192, batch 4, float32, 2 CPU
+#: threads on a quiet 2-core Xeon. Scaled linearly by pixels x batch.
+CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.13, "baseline": 0.29, "depth": 0.30, "joint": 0.46}
 _REF_PIXELS = 64 * 192 * 4
-#: Loading one real KITTI sample (3 frames of 1242x375 PNG, resize, jitter) on the same CPU.
-REAL_DATA_SECONDS_PER_SAMPLE = 0.06
+#: Extra seconds per real KITTI sample (3 frames of 1242x375 PNG, resize, jitter) not hidden by the
+#: loader worker (measured: 96x320 steps took 0.63-0.69 s in all).
+REAL_DATA_SECONDS_PER_SAMPLE = 0.01
 
 
 def _step_seconds(stage: str, height: int, width: int, batch: int, device: str) -> float:
