@@ -50,6 +50,12 @@ REFERENCES = {
 
 FRAMES_M = "[0,-1,1]"
 
+# Calibration kernel of reference_figures.md, measured on the reference machine: torchvision ResNet-18
+# forward + backward, batch 4, 3×192×640, 2 threads. Measured here in the same run, the ratio says how
+# much faster or slower this machine is than the reference one for convolution-bound work, so that the
+# "vs reference" ratios can be read on a common footing (the machines differ by far more than 5-10 %).
+CALIBRATION_REFERENCE = {"fp32": 0.83, "fp32_cl": 0.42, "bf16": 0.23}
+
 # name -> (description, config overrides on top of the defaults)
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "md2_baseline": (
@@ -253,9 +259,37 @@ def _data_cost(cfg, data_root: str | None, batches: int) -> float | None:
     return statistics.median(times[1:])
 
 
+def run_calibration(spec: dict[str, Any]) -> dict[str, Any]:
+    """Time the reference machine's calibration kernel here (see ``CALIBRATION_REFERENCE``)."""
+    import torch
+    import torchvision
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18()
+    x = torch.randn(4, 3, 192, 640)
+    out = {}
+    for mode in CALIBRATION_REFERENCE:
+        cl = mode == "fp32_cl"
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        m, xx = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+        times = []
+        for _ in range(spec.get("repeat", 3) + 1):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                y = m(xx).float().sum()
+            y.backward()
+            times.append(time.perf_counter() - t0)
+        out[mode] = statistics.median(times[1:])
+    return {"calibration": out}
+
+
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    if spec.get("calibration"):
+        return run_calibration(spec)
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     from featdepth.config import load_config
@@ -457,8 +491,18 @@ def _result_tables(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _calibration_lines(calib: dict[str, float] | None) -> list[str]:
+    if not calib:
+        return []
+    parts = [f"{mode} {calib[mode]:.3f} s (reference {ref:.2f} s: this machine {ref / calib[mode]:.2f}×)"
+             for mode, ref in CALIBRATION_REFERENCE.items() if mode in calib]
+    return ["- calibration (torchvision ResNet-18 forward+backward, batch 4, 3×192×640, same threads): "
+            + "; ".join(parts) + ". Divide a *vs reference* ratio by the fp32 factor for a conservative "
+            "machine-independent estimate (the references ran contiguous float32)."]
+
+
 def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, loader: dict | None,
-           note: str, date: str | None = None) -> str:
+           note: str, date: str | None = None, calibration: dict[str, float] | None = None) -> str:
     date = date or datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
         f"## Training step benchmark, {date}",
@@ -472,6 +516,7 @@ def render(results: list[dict[str, Any]], info: dict[str, Any], command: str, lo
         "timed steps after warm-up; each configuration in a fresh process; *vs reference* = the reference's "
         "s/step ÷ ours (above 1: faster than the reference)",
     ]
+    lines += _calibration_lines(calibration)
     if note:
         lines.append(f"- note: {note}")
     if results:
@@ -510,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=None, help="override every configuration's batch size")
     p.add_argument("--quick", action="store_true", help="smoke run: 64×192, ResNet-18, batch 1, one timed step")
     p.add_argument("--no-data", action="store_true", help="skip the data-cost column")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="skip the calibration kernel (ResNet-18 forward+backward, compared with the reference machine)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     p.add_argument("--trace", default=None, help="folder for Chrome traces of one step per configuration")
     p.add_argument("--record", default=None, help="append the markdown record to this file")
@@ -550,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
                 for cl in (False, True):
                     jobs.append({"name": name, "precision": prec, "channels_last": cl})
 
+    calibration = None
+    if not args.no_calibration and args.device == "cpu":
+        cal = _spawn({"name": "calibration", "precision": "-", "calibration": True, "threads": args.threads,
+                      "repeat": 1 if args.quick else 3}, args.timeout)
+        calibration = cal.get("calibration")
+        print(f"calibration: {calibration or cal.get('error')}", flush=True)
     results = []
     print(f"# {info['cpu']} | torch {info['torch']} | threads {info['threads']} | load {info['load_average']}", flush=True)
     for job in jobs:
@@ -577,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         # enough frames for several batches per epoch (the DataLoader does not prefetch across epochs)
         loader = loader_check(args, make_data(cache / "mono_loader", frames=4 * max(4, args.loader_steps) + 4))
         print(f"loader check: {loader}", flush=True)
-    record = render(results, info, command, loader, args.note)
+    record = render(results, info, command, loader, args.note, calibration=calibration)
     print()
     print(record)
     if args.record:
@@ -587,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write("\n" + record)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "command": command, "results": results,
-                                               "loader": loader}, indent=2))
+                                               "loader": loader, "calibration": calibration}, indent=2))
     return 1 if any("error" in r for r in results) else 0
 
 

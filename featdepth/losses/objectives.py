@@ -23,6 +23,7 @@ from torch import Tensor
 from featdepth.losses.feature_metric import feature_metric_error
 from featdepth.losses.featurenet import feature_regularization, reconstruction_loss
 from featdepth.losses.photometric import appearance_error, min_reprojection
+from featdepth.losses.ssim import ssim_target
 from featdepth.losses.smoothness import edge_aware_smoothness
 
 
@@ -52,14 +53,6 @@ class DepthLossSettings:
     smoothness_edge_scale: float = 0.5
     second_order_smoothness: bool = True
     feature_metric_weight: float = 1e-3
-
-
-def _stacked_appearance(pred: Tensor, target: Tensor, ssim_weight: float, robust: bool) -> Tensor:
-    """Appearance error of ``pred`` (S,B,C,H,W) against ``target`` (B,C,H,W) in one pass -> (S,B,1,H,W)."""
-    s, b = pred.shape[:2]
-    expanded = target.unsqueeze(0).expand(s, *target.shape).reshape(s * b, *target.shape[1:])
-    err = appearance_error(pred.reshape(s * b, *pred.shape[2:]), expanded, ssim_weight=ssim_weight, robust=robust)
-    return err.reshape(s, b, *err.shape[1:])
 
 
 def depth_objective(
@@ -95,18 +88,21 @@ def depth_objective(
     n_scales = len(warped)
     if n_scales == 0 or n_scales != len(disps):
         raise ValueError(f"need the same positive number of warped and disparity scales, got {len(warped)} and {len(disps)}")
+    # The target's SSIM statistics are computed once per step and shared by every scale and the
+    # identity errors; each call compares a whole stack of sources in one pass.
+    tgt = ssim_target(target) if settings.ssim_weight > 0 else target
     identity: list[Tensor] | None = None
     if settings.automask:
         if sources is None:
             raise ValueError("automask needs the un-warped sources (S,B,3,H,W)")
         # Identity errors are the same at every scale: computed once per step.
-        identity = list(_stacked_appearance(sources, target, settings.ssim_weight, settings.robust_l1).unbind(0))
+        identity = list(appearance_error(sources, tgt, settings.ssim_weight, settings.robust_l1).unbind(0))
 
     photometric = target.new_zeros(())
     smoothness = target.new_zeros(())
     automask = None
     for s in range(n_scales):
-        errors = list(_stacked_appearance(warped[s], target, settings.ssim_weight, settings.robust_l1).unbind(0))
+        errors = list(appearance_error(warped[s], tgt, settings.ssim_weight, settings.robust_l1).unbind(0))
         result = min_reprojection(errors, identity, noise_std=settings.noise_std, generator=generator)
         photometric = photometric + result.loss_map.mean() / n_scales
         if s == 0 and identity is not None:

@@ -15,7 +15,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from featdepth.losses.ssim import _autocast_disabled, _check_4d, _check_same_shape, _upcast, ssim_dissimilarity
+from featdepth.losses.ssim import (
+    SSIMTarget,
+    _autocast_disabled,
+    _check_4d,
+    _check_same_shape,
+    _upcast,
+    ssim_dissimilarity,
+)
 
 __all__ = ["MinReprojection", "appearance_error", "min_reprojection", "photometric_loss", "robust_l1"]
 
@@ -41,10 +48,16 @@ def robust_l1(x: Tensor, y: Tensor, eps: float = 1e-3) -> Tensor:
     _check_same_shape(x, y, "x", "y")
     with _autocast_disabled(x.device):
         x, y = _upcast(x, y)
-        return torch.sqrt((x - y) ** 2 + eps**2)
+        return _charbonnier(x - y, eps)
 
 
-def appearance_error(pred: Tensor, target: Tensor, ssim_weight: float = 0.85, robust: bool = True) -> Tensor:
+def _charbonnier(diff: Tensor, eps: float = 1e-3) -> Tensor:
+    return torch.sqrt(diff * diff + eps**2)
+
+
+def appearance_error(
+    pred: Tensor, target: Tensor | SSIMTarget, ssim_weight: float = 0.85, robust: bool = True
+) -> Tensor:
     r"""Per-pixel appearance error ``e(pred, target)`` of spec §2.1.
 
     .. math::
@@ -57,31 +70,44 @@ def appearance_error(pred: Tensor, target: Tensor, ssim_weight: float = 0.85, ro
     :func:`featdepth.losses.ssim.ssim_dissimilarity`.
 
     Args:
-        pred: reconstructed / warped image ``(B, C, H, W)`` in ``[0, 1]``.
-        target: target image, same shape.
+        pred: reconstructed / warped image ``(B, C, H, W)`` in ``[0, 1]``, or a stack ``(S, B, C, H, W)``
+            of images all compared with the same target (one SSIM pass, target statistics computed once).
+        target: target image ``(B, C, H, W)``, or its :class:`~featdepth.losses.ssim.SSIMTarget`
+            (:func:`~featdepth.losses.ssim.ssim_target`) to reuse across calls (the loss does, across
+            scales and the auto-masking identity errors).
         ssim_weight: ``w`` in ``[0, 1]``, default 0.85. With 0 the SSIM term is skipped.
         robust: Charbonnier (True) or plain L1 (False).
 
     Returns:
-        ``(B, 1, H, W)`` error map (float32 for half/bfloat16 inputs).
+        ``(B, 1, H, W)`` error map (``(S, B, 1, H, W)`` for a stack), float32 for half/bfloat16 inputs.
 
     Raises:
         ValueError: on non-4-D or mismatched inputs, or ``ssim_weight`` outside ``[0, 1]``.
     """
-    _check_4d(pred, "pred")
-    _check_4d(target, "target")
-    _check_same_shape(pred, target, "pred", "target")
+    if not isinstance(pred, Tensor):
+        raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
+    pred4 = pred[0] if pred.ndim == 5 else pred
+    _check_4d(pred4, "pred")
+    if isinstance(target, SSIMTarget):
+        stats: SSIMTarget | None = target
+        image = target.padded[..., 1:-1, 1:-1]
+    else:
+        stats = None
+        _check_4d(target, "target")
+        image = target
+    _check_same_shape(pred4, image, "pred", "target")
     if not 0.0 <= ssim_weight <= 1.0:
         raise ValueError(f"ssim_weight must be in [0, 1], got {ssim_weight}")
     with _autocast_disabled(pred.device):
-        pred, target = _upcast(pred, target)
+        pred, image = _upcast(pred, image)
+        diff = pred - image  # broadcasts over the stack dimension
         if robust:
-            l1 = robust_l1(pred, target).mean(1, keepdim=True)
+            l1 = _charbonnier(diff).mean(-3, keepdim=True)
         else:
-            l1 = (pred - target).abs().mean(1, keepdim=True)
+            l1 = diff.abs().mean(-3, keepdim=True)
         if ssim_weight == 0.0:
             return l1
-        ssim_d = ssim_dissimilarity(pred, target).mean(1, keepdim=True)
+        ssim_d = ssim_dissimilarity(pred, stats if stats is not None else image).mean(-3, keepdim=True)
         return ssim_weight * ssim_d + (1 - ssim_weight) * l1
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SSIM", "ssim_dissimilarity", "ssim_map"]
+__all__ = ["SSIM", "SSIMTarget", "ssim_dissimilarity", "ssim_map", "ssim_target"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,13 +71,73 @@ def _check_same_shape(x: Tensor, y: Tensor, name_x: str, name_y: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _box3(t: Tensor) -> Tensor:
-    """Mean over 3x3 windows (stride 1, no padding): ``(B,C,H+2,W+2) -> (B,C,H,W)``, separable."""
+def _box3_sum(t: Tensor) -> Tensor:
+    """Sum over 3x3 windows of the last two dims (stride 1, no padding): ``(..., H+2, W+2) -> (..., H, W)``."""
     rows = t[..., :, :-2] + t[..., :, 1:-1] + t[..., :, 2:]
-    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9.0
+    return rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
 
 
-def ssim_map(x: Tensor, y: Tensor, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
+class _Box3Mean(torch.autograd.Function):
+    """3x3 mean filter (valid, stride 1) with a hand-written backward.
+
+    Autograd through the six slices of :func:`_box3_sum` allocates and zero-fills a full-size gradient
+    per slice (about 40% of a CPU training step of the baseline went there). The adjoint of a valid
+    box sum is the *full* box sum: zero-pad the output gradient by 2 and box-sum it again.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:  # type: ignore[override]
+        return _box3_sum(t) / 9.0
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        # differentiable (plain tensor ops), so double backward works too
+        return _box3_sum(F.pad(grad, (2, 2, 2, 2))) / 9.0
+
+
+def _box3(t: Tensor) -> Tensor:
+    """Mean over 3x3 windows (stride 1, no padding): ``(..., H+2, W+2) -> (..., H, W)``, separable."""
+    return _Box3Mean.apply(t)
+
+
+def _reflect_pad(t: Tensor) -> Tensor:
+    """Reflection padding by 1 of the last two dims of a tensor with any number of leading dims."""
+    lead = t.shape[:-3]
+    flat = t.reshape(-1, *t.shape[-3:])
+    return F.pad(flat, (1, 1, 1, 1), mode="reflect").reshape(*lead, *flat.shape[1:-2], t.shape[-2] + 2, t.shape[-1] + 2)
+
+
+class SSIMTarget(NamedTuple):
+    """The statistics of the second SSIM argument, computed once and reused against many images.
+
+    In the photometric loss the target image is compared with every warped source at every scale
+    and with every un-warped source (auto-masking); its local mean and variance do not change.
+    Build with :func:`ssim_target`; pass instead of the tensor ``y`` to :func:`ssim_map`.
+
+    Attributes:
+        padded: the reflection-padded target ``(B, C, H+2, W+2)`` in the computation dtype.
+        mu: its 3x3 local mean ``(B, C, H, W)``.
+        var: its 3x3 local variance ``(B, C, H, W)``.
+    """
+
+    padded: Tensor
+    mu: Tensor
+    var: Tensor
+
+
+def ssim_target(y: Tensor) -> SSIMTarget:
+    """Precompute the SSIM statistics of a target image ``(B, C, H, W)`` (see :class:`SSIMTarget`)."""
+    _check_4d(y, "y")
+    if y.shape[-2] < 2 or y.shape[-1] < 2:
+        raise ValueError(f"y needs H >= 2 and W >= 2 for reflection padding, got {tuple(y.shape)}")
+    with _autocast_disabled(y.device):
+        (y,) = _upcast(y)
+        yp = _reflect_pad(y)
+        mu = _box3(yp)
+        return SSIMTarget(yp, mu, _box3(yp * yp) - mu * mu)
+
+
+def ssim_map(x: Tensor, y: Tensor | SSIMTarget, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
     r"""Per-pixel, per-channel SSIM with a 3x3 box window after reflection padding by 1.
 
     .. math::
@@ -89,52 +150,63 @@ def ssim_map(x: Tensor, y: Tensor, c1: float = 0.01**2, c2: float = 0.03**2) -> 
     reference code), so tiny negative rounding residues are possible in float32.
 
     Args:
-        x: image ``(B, C, H, W)``, values in ``[0, 1]`` (the constants assume a unit data range).
-        y: image of the same shape as ``x``.
+        x: image ``(B, C, H, W)``, values in ``[0, 1]`` (the constants assume a unit data range); or a
+            stack ``(S, B, C, H, W)`` of images compared with the same ``y`` (the target's statistics
+            are then computed once, not ``S`` times).
+        y: image ``(B, C, H, W)``, or its precomputed :class:`SSIMTarget` (:func:`ssim_target`) to reuse
+            across calls.
         c1: luminance stabiliser, default ``0.01**2``.
         c2: contrast stabiliser, default ``0.03**2``.
 
     Returns:
-        SSIM map ``(B, C, H, W)`` in about ``[-1, 1]`` (1 where ``x == y``), in float32 for
+        SSIM map of the shape of ``x``, in about ``[-1, 1]`` (1 where ``x == y``), in float32 for
         half/bfloat16 inputs (float64 stays float64); autocast is disabled inside.
 
     Raises:
-        ValueError: if the inputs are not 4-D, differ in shape, or ``H`` or ``W`` is below 2
-            (reflection padding needs at least 2 pixels).
+        ValueError: if the inputs are not 4-D (``x`` may be 5-D), differ in shape, or ``H`` or ``W``
+            is below 2 (reflection padding needs at least 2 pixels).
     """
-    _check_4d(x, "x")
-    _check_4d(y, "y")
-    _check_same_shape(x, y, "x", "y")
-    if x.shape[-2] < 2 or x.shape[-1] < 2:
-        raise ValueError(f"x and y need H >= 2 and W >= 2 for reflection padding, got {tuple(x.shape)}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 5:
+        x4 = x[0]
+    else:
+        _check_4d(x, "x")
+        x4 = x
+    if isinstance(y, SSIMTarget):
+        target = y
+        _check_same_shape(x4, target.mu, "x", "y")
+    else:
+        _check_4d(y, "y")
+        _check_same_shape(x4, y, "x", "y")
+        if x.shape[-2] < 2 or x.shape[-1] < 2:
+            raise ValueError(f"x and y need H >= 2 and W >= 2 for reflection padding, got {tuple(x.shape)}")
+        target = ssim_target(y)
     with _autocast_disabled(x.device):
-        x, y = _upcast(x, y)
-        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-        # One separable 3x3 box filter over the five stacked statistics (8x faster than five
-        # avg_pool2d calls on CPU; the same numbers up to rounding).
-        c = x.shape[1]
-        stats = _box3(torch.cat([x, y, x * x, y * y, x * y], dim=1))
-        mu_x, mu_y, exx, eyy, exy = stats.split(c, dim=1)
-        sigma_x = exx - mu_x * mu_x
-        sigma_y = eyy - mu_y * mu_y
-        sigma_xy = exy - mu_x * mu_y
+        dtype = torch.promote_types(_compute_dtype(x), target.mu.dtype)
+        x = _reflect_pad(x.to(dtype))
+        yp, mu_y, sigma_y = (t.to(dtype) for t in target)
+        # Separable box filters with an analytic backward; only the statistics involving x are
+        # computed here (the target's come precomputed).
+        mu_x = _box3(x)
+        sigma_x = _box3(x * x) - mu_x * mu_x
+        sigma_xy = _box3(x * yp) - mu_x * mu_y
         numerator = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
         denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_x + sigma_y + c2)
         return numerator / denominator
 
 
-def ssim_dissimilarity(x: Tensor, y: Tensor, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
+def ssim_dissimilarity(x: Tensor, y: Tensor | SSIMTarget, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
     """Per-pixel SSIM dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)``, spec §2.1.
 
     Args:
-        x: image ``(B, C, H, W)`` in ``[0, 1]``.
-        y: image of the same shape.
+        x: image ``(B, C, H, W)`` in ``[0, 1]``, or a stack ``(S, B, C, H, W)`` (see :func:`ssim_map`).
+        y: image ``(B, C, H, W)``, or its precomputed :class:`SSIMTarget`.
         c1: luminance stabiliser, default ``0.01**2``.
         c2: contrast stabiliser, default ``0.03**2``.
 
     Returns:
-        ``(B, C, H, W)`` map in ``[0, 1]``; 0 where the images agree. Not averaged over channels
+        map of the shape of ``x`` in ``[0, 1]``; 0 where the images agree. Not averaged over channels
         (:func:`featdepth.losses.photometric.appearance_error` does that). Float32 for
         half/bfloat16 inputs, see :func:`ssim_map`.
     """

@@ -43,6 +43,18 @@ class TestRobustL1:
 
 
 class TestAppearanceError:
+    @pytest.mark.parametrize("robust", [True, False])
+    def test_stack_against_one_target_equals_per_image(self, robust: bool) -> None:
+        from featdepth.losses.ssim import ssim_target
+
+        target = torch.rand(2, 3, 5, 6, dtype=torch.float64)
+        preds = torch.rand(3, 2, 3, 5, 6, dtype=torch.float64)
+        for tgt in (target, ssim_target(target)):
+            stacked = appearance_error(preds, tgt, robust=robust)
+            assert stacked.shape == (3, 2, 1, 5, 6)
+            for k in range(3):
+                torch.testing.assert_close(stacked[k], appearance_error(preds[k], target, robust=robust), rtol=0, atol=1e-12)
+
     def test_constant_images_by_hand(self) -> None:
         a, b = 0.2, 0.5
         ssim = (2 * a * b + 1e-4) / (a * a + b * b + 1e-4)  # variances are 0 for constant images

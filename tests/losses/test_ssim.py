@@ -7,6 +7,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
 from featdepth.losses import SSIM, ssim_dissimilarity, ssim_map
+from featdepth.losses.ssim import SSIMTarget, ssim_target
 
 
 def _oracle(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,6 +66,30 @@ class TestSSIMMap:
         x = torch.rand(1, 1, 3, 4, dtype=torch.float64, requires_grad=True)
         y = torch.rand(1, 1, 3, 4, dtype=torch.float64)
         assert torch.autograd.gradcheck(lambda a: ssim_map(a, y), (x,))
+
+    def test_gradcheck_both_inputs_and_double_backward(self) -> None:
+        # the box filter has a hand-written backward: check it (and its own derivative) numerically
+        x = torch.rand(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+        y = torch.rand(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(ssim_map, (x, y))
+        assert torch.autograd.gradgradcheck(ssim_map, (x, y))
+
+    def test_stack_and_precomputed_target_match_oracle(self) -> None:
+        # a stack (S, B, C, H, W) against one target, and a reused SSIMTarget, give per-image oracle values
+        y = torch.rand(2, 3, 6, 7, dtype=torch.float64)
+        xs = torch.rand(3, 2, 3, 6, 7, dtype=torch.float64)
+        stats = ssim_target(y)
+        assert isinstance(stats, SSIMTarget)
+        stacked = ssim_map(xs, stats)
+        assert stacked.shape == xs.shape
+        for k in range(3):
+            torch.testing.assert_close(stacked[k], _oracle(xs[k], y), rtol=0, atol=1e-8)
+            torch.testing.assert_close(ssim_map(xs[k], stats), _oracle(xs[k], y), rtol=0, atol=1e-8)
+        torch.testing.assert_close(ssim_map(xs, y), stacked, rtol=0, atol=0)
+
+    def test_precomputed_target_shape_mismatch_raises(self) -> None:
+        with pytest.raises(ValueError, match="same shape"):
+            ssim_map(torch.rand(1, 3, 4, 4), ssim_target(torch.rand(1, 3, 4, 5)))
 
     @pytest.mark.parametrize(
         ("x_shape", "y_shape", "match"),
