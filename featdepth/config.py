@@ -141,7 +141,8 @@ class TrainConfig:
     val_every: int = 1  # epochs
     val_max_images: int | None = 64
     keep_checkpoints: int = 3
-    checkpoint_every: int | None = None  # steps; None = at the end of every epoch
+    checkpoint_every: int | None = None  # also every N steps (None = off)
+    checkpoint_every_epochs: int = 1  # at the end of every N-th epoch (0 = off); the final state is always saved
     best_metric: str = "abs_rel"
     max_nonfinite_steps: int = 20
     progress: bool = True

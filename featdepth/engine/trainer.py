@@ -215,7 +215,8 @@ def train_step(
 @torch.no_grad()
 def validate(system: FeatDepthSystem, loader: DataLoader, device: torch.device, amp: str = "none",
              max_images: int | None = None) -> dict[str, float]:
-    """Depth metrics with per-image median scaling where GT exists; the FeatureNet stage reports its
+    """Depth metrics with per-image median scaling where GT exists (``1e-3 < gt < 80``, no crop: the
+    synthetic scenes' far background at exactly 80 m is not counted); the FeatureNet stage reports its
     reconstruction loss instead."""
     from featdepth.evaluation.depth_metrics import evaluate_depth
     from featdepth.models.layers import disp_to_depth
@@ -253,7 +254,7 @@ def validate(system: FeatDepthSystem, loader: DataLoader, device: torch.device, 
                 break
         if not preds:
             return {}
-        result = evaluate_depth(gts, preds, protocol="eigen_benchmark", scaling="median")
+        result = evaluate_depth(gts, preds, protocol="uncropped", scaling="median")
         metrics = dict(result.metrics)
         metrics["median_ratio"] = result.ratio_median
         return metrics
@@ -448,6 +449,7 @@ class Trainer:
                                            milestones=milestones, gamma=o.gamma)
         self.scaler = torch.amp.GradScaler("cuda") if (self.amp == "fp16" and self.device.type == "cuda") else None
         self.ckpt = CheckpointManager(self.out_dir / "checkpoints", keep=t.keep_checkpoints)
+        self._saved_step: int | None = None  # step of the last checkpoint this process wrote
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main)
         self.step = 0
         self.epoch = 0
@@ -493,6 +495,7 @@ class Trainer:
         }
 
     def save_checkpoint(self, metric: float | None = None) -> Path | None:
+        self._saved_step = self.step  # on every rank: the decision to save again must agree across ranks
         if not self.dist.is_main:
             return None
         return self.ckpt.save(self.state_dict(), self.step, self.epoch, metric)
@@ -543,6 +546,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._saved_step = self.step
         set_rng_state(state["rng"])
         if self.dist.enabled:  # the checkpoint holds rank 0's generators: give every rank its own stream again
             seed_everything(self.cfg.train.seed + self.dist.rank + 1_000_003 * self.step)
@@ -602,12 +606,14 @@ class Trainer:
                         last_metrics = validate(self.system, self.val_loader, self.device, self.amp, t.val_max_images)
                         self.logger.scalars(self.step, last_metrics, prefix="val/")
                     metric = last_metrics.get(t.best_metric)
-                    self.save_checkpoint(metric)
+                    if t.checkpoint_every_epochs and self.epoch % t.checkpoint_every_epochs == 0 and (
+                            self._saved_step != self.step or metric is not None):
+                        self.save_checkpoint(metric)
                 elif self.max_steps is not None and self.step >= self.max_steps:
                     break
-            # A final checkpoint where the run stopped mid-epoch (or saved none); not again for a run resumed
-            # from a checkpoint that was already finished (e.g. after an elastic restart).
-            if (self.epoch_step != 0 and steps_this_run > 0) or not self.ckpt.records():
+            # A final checkpoint where the last step is not saved yet (or none was saved); not again for a run
+            # resumed from a checkpoint that was already finished (e.g. after an elastic restart).
+            if (steps_this_run > 0 and self._saved_step != self.step) or not self.ckpt.records():
                 if self.val_loader is not None:
                     last_metrics = validate(self.system, self.val_loader, self.device, self.amp, t.val_max_images)
                     self.logger.scalars(self.step, last_metrics, prefix="val/")

@@ -10,7 +10,8 @@ The protocol (featdepth spec §4.1, monodepth2 ``evaluate_depth.py``), per image
    *disparity* and then inverts it; pass disparities with ``pred_is_disparity=True`` to reproduce
    that exactly.
 2. Mask: ``"eigen"``: ``min_depth < gt < max_depth`` and the Garg crop; ``"eigen_benchmark"``:
-   ``gt > 0`` and no crop (exactly as monodepth2 does for the improved ground truth).
+   ``gt > 0`` and no crop (exactly as monodepth2 does for the improved ground truth); ``"uncropped"``:
+   ``min_depth < gt < max_depth`` and no crop (dense non-KITTI ground truth, e.g. the synthetic scenes).
 3. Scale: ``ratio = median(gt) / median(pred)`` over the masked pixels is always computed (on the
    un-scaled prediction). ``scaling="median"`` multiplies by it (monocular models); a float multiplies
    by that fixed factor instead (stereo-trained models: 36 for FeatDepth's baseline of 0.015);
@@ -55,7 +56,7 @@ DEPTH_METRIC_NAMES: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", 
 #: Garg/Eigen crop as fractions of (height, height, width, width): rows [r0, r1) x cols [c0, c1).
 GARG_CROP_FRACTIONS: tuple[float, float, float, float] = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 
-Protocol = Literal["eigen", "eigen_benchmark"]
+Protocol = Literal["eigen", "eigen_benchmark", "uncropped"]
 Scaling = Union[Literal["median"], float, None]
 
 
@@ -262,8 +263,10 @@ def evaluate_depth_image(
         pred: ``(h, w)`` predicted depth in metres (or scaled disparity when ``pred_is_disparity``);
             resized bilinearly to ``(H, W)`` (see :func:`resize_bilinear`). With disparities the resize
             happens before ``depth = 1 / disp``, exactly as in the standard protocol.
-        protocol: ``"eigen"`` (``min_depth < gt < max_depth`` + Garg crop) or ``"eigen_benchmark"``
-            (``gt > 0``, no crop).
+        protocol: ``"eigen"`` (``min_depth < gt < max_depth`` + Garg crop), ``"eigen_benchmark"``
+            (``gt > 0``, no crop) or ``"uncropped"`` (``min_depth < gt < max_depth``, no crop: for
+            non-KITTI ground truth such as the synthetic scenes, whose far background is stored at
+            exactly ``max_depth`` and is not a measurement).
         scaling: ``"median"`` (per-image median ratio), a float (fixed factor), or ``None``.
         min_depth, max_depth: metres; the prediction is clamped to this range after scaling.
 
@@ -286,8 +289,10 @@ def evaluate_depth_image(
         mask = eigen_mask(gt, min_depth, max_depth, crop="garg")
     elif protocol == "eigen_benchmark":
         mask = gt > 0
+    elif protocol == "uncropped":
+        mask = eigen_mask(gt, min_depth, max_depth, crop=None)
     else:
-        raise ValueError(f"protocol must be 'eigen' or 'eigen_benchmark', got {protocol!r}")
+        raise ValueError(f"protocol must be 'eigen', 'eigen_benchmark' or 'uncropped', got {protocol!r}")
     if not (isinstance(scaling, str) and scaling == "median") and scaling is not None:
         if isinstance(scaling, str) or not np.isfinite(float(scaling)) or float(scaling) <= 0:
             raise ValueError(f"scaling must be 'median', a positive float or None, got {scaling!r}")

@@ -85,7 +85,10 @@ def load_folder_sequence(root: str | Path, name: str, height: int, width: int) -
 
 def evaluate_sequences(system: Any, root: str | Path, names: Sequence[str], *, height: int, width: int,
                        device: torch.device | str = "cpu", max_depth: float = 80.0) -> dict[str, Any]:
-    """Depth (per-image median scaling, no crop) and 5-frame ATE on held-out sequences.
+    """Depth (per-image median scaling, ``1e-3 < gt < max_depth``, no crop) and 5-frame ATE on held-out sequences.
+
+    The range mask excludes the far background of the synthetic scenes, stored at exactly ``max_depth``
+    (not a measurement: a network cannot be right or wrong about it).
 
     Returns a dict with ``depth`` (metric means), ``ate5`` and ``ate5_std``, ``zero_motion_ate5``
     (the ATE of predicting no motion at all), and per-sequence predicted/GT trajectories.
@@ -112,7 +115,7 @@ def evaluate_sequences(system: Any, root: str | Path, names: Sequence[str], *, h
             trajectories[name] = {"gt": seq.poses, "pred": chain_relative_poses(rel_pred)}
     result: dict[str, Any] = {"trajectories": trajectories}
     if preds:
-        res = evaluate_depth(gts, preds, protocol="eigen_benchmark", scaling="median", max_depth=max_depth)
+        res = evaluate_depth(gts, preds, protocol="uncropped", scaling="median", max_depth=max_depth)
         result["depth"] = dict(res.metrics)
         result["depth_ratio"] = res.ratio_median
     if ates:

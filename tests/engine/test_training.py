@@ -112,6 +112,33 @@ def test_resume_reproduces_the_uninterrupted_run(synth_root, tmp_path):
     np.testing.assert_allclose(part, full, rtol=1e-5, atol=1e-7)
 
 
+def test_checkpoint_frequency_settings(synth_root, tmp_path):
+    # 2 frames per epoch at batch 1 -> epochs end at steps 2, 4, 6, 8 (the tiny split has more frames;
+    # read the epoch length from the trainer rather than assume it)
+    import json
+
+    def saved_steps(run: Path) -> list[int]:
+        records = json.loads((run / "checkpoints" / "checkpoints.json").read_text())["checkpoints"]
+        return sorted(r["step"] for r in records)
+
+    base = ["data.num_workers=0", "train.keep_checkpoints=20", "optim.max_steps=5"]
+    cfg = tiny_cfg(synth_root, tmp_path / "none", "baseline", "[0,-1,1]", *base, "train.checkpoint_every_epochs=0")
+    trainer = Trainer(cfg)
+    per_epoch = trainer.sampler.batches_per_epoch
+    trainer.fit()
+    assert saved_steps(tmp_path / "none") == [5]  # only the final state
+
+    cfg = tiny_cfg(synth_root, tmp_path / "steps", "baseline", "[0,-1,1]", *base, "train.checkpoint_every_epochs=0",
+                   "train.checkpoint_every=2")
+    run_training(cfg)
+    assert saved_steps(tmp_path / "steps") == [2, 4, 5]
+
+    cfg = tiny_cfg(synth_root, tmp_path / "epochs", "baseline", "[0,-1,1]", *base)
+    run_training(cfg)
+    expected = sorted({k for k in range(per_epoch, 6, per_epoch)} | {5})
+    assert saved_steps(tmp_path / "epochs") == expected
+
+
 def test_depth_stage_without_feature_checkpoint_is_a_clear_error(synth_root, tmp_path):
     cfg = tiny_cfg(synth_root, tmp_path / "run", "depth", "[0,-1,1]", "train.run_feature_stage=false")
     with pytest.raises(ConfigError, match="feature_checkpoint"):

@@ -138,6 +138,21 @@ def test_disp_to_depth():
 
 
 class TestEvaluateImage:
+    def test_uncropped_protocol_excludes_far_background_only(self):
+        # a 4x4 "synthetic" GT: the top row is sky stored at exactly max_depth; the prediction is wrong
+        # there and right elsewhere. eigen_benchmark (gt > 0) counts the sky, uncropped does not, and
+        # uncropped keeps the border pixels that the Garg crop would drop.
+        gt = np.full((4, 4), 10.0)
+        gt[0] = 80.0
+        pred = gt.copy()
+        pred[0] = 20.0
+        m_unc, _ = evaluate_depth_image(gt, pred, protocol="uncropped", scaling=None)
+        m_bench, _ = evaluate_depth_image(gt, pred, protocol="eigen_benchmark", scaling=None)
+        assert m_unc["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+        assert m_bench["abs_rel"] == pytest.approx(0.25 * 60.0 / 80.0)  # 4 of 16 pixels off by 60/80
+        with pytest.raises(ValueError, match="uncropped"):
+            evaluate_depth_image(gt, pred, protocol="nonsense")
+
     def test_gt_as_prediction(self):
         gt = _dense_gt()
         m, ratio = evaluate_depth_image(gt, gt.copy(), protocol="eigen_benchmark")
