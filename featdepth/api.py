@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featdepth.config import Config, ConfigError, config_from_dict
+from featdepth.config import Config
 from featdepth.geometry import pose_from_axis_angle_translation
 from featdepth.models.depth_net import DepthNet
 from featdepth.models.layers import disp_to_depth
@@ -552,7 +552,7 @@ def load(
         ModelLoadError: not a checkpoint, a stage-1 (FeatureNet) checkpoint, or mismatched weights;
             the message names the file. FileNotFoundError: missing path.
     """
-    from featdepth.engine.checkpoints import CheckpointError, load_checkpoint
+    from featdepth.engine.checkpoints import CheckpointError, load_checkpoint, model_config_from_checkpoint
     from featdepth.official import MONODEPTH2_FILES, OfficialCheckpointError, detect_checkpoint_format, load_official
 
     report = None
@@ -583,20 +583,10 @@ def load(
                 f"{path} is not a featdepth checkpoint (no 'model' and 'config' entries; top-level keys: {keys}), "
                 "nor an official FeatDepth or monodepth2 one"
             )
-    if "model" not in ckpt or "config" not in ckpt:
-        raise ModelLoadError(f"{source} is not a featdepth checkpoint: it lacks 'model' or 'config'")
     try:
-        cfg = config_from_dict(ckpt["config"])
-    except ConfigError as exc:
-        raise ModelLoadError(f"{source}: the stored config is invalid: {exc}") from exc
-    stage = str(ckpt.get("stage") or cfg.train.stage)
-    if stage == "featurenet":
-        raise ModelLoadError(
-            f"{source} is a stage-1 FeatureNet checkpoint: it has no depth network. Use the stage-2 "
-            "(depth/joint/baseline) checkpoint for prediction"
-        )
-    for key in ("depth_weights", "pose_weights", "feature_weights"):
-        setattr(cfg.model, key, None)  # never download or read backbone weights at inference
+        cfg, stage = model_config_from_checkpoint(ckpt, source)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
     networks = _build_networks(cfg, stage, ckpt["model"], source)
     if intrinsics is None and ckpt.get("intrinsics_normalized") is not None:
         intrinsics = ckpt["intrinsics_normalized"]

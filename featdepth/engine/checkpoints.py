@@ -277,3 +277,41 @@ class CheckpointManager:
 
 def _is_finite(x: float) -> bool:
     return x == x and x not in (float("inf"), float("-inf"))
+
+
+# --------------------------------------------------------------------------------------------------
+# reading a training checkpoint back as a model description (shared by featdepth.load and the evaluators)
+
+
+def model_config_from_checkpoint(state: Any, source: str) -> tuple[Any, str]:
+    """The :class:`~featdepth.config.Config` and stage of a training checkpoint with a depth network.
+
+    Pretrained-weight settings are cleared (the checkpoint holds the weights: nothing is downloaded or
+    read from disk when the networks are rebuilt), and ``train.stage`` is set to the stored stage.
+
+    Args:
+        state: the loaded checkpoint dict.
+        source: how to name it in error messages (its path).
+
+    Raises:
+        ValueError: no ``model``/``config`` entry, an invalid stored config, or a FeatureNet-only (stage 1)
+            checkpoint; the message starts with ``source``.
+    """
+    from featdepth.config import ConfigError, config_from_dict
+
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source}: not a featdepth training checkpoint (needs 'model' and 'config' entries, has {keys})")
+    try:
+        cfg = config_from_dict(state["config"])
+    except ConfigError as exc:
+        raise ValueError(f"{source}: the stored config is invalid ({exc})") from exc
+    stage = str(state.get("stage") or cfg.train.stage)
+    if stage == "featurenet":
+        raise ValueError(
+            f"{source}: a stage-1 FeatureNet checkpoint has no depth network; use the stage-2 "
+            "(depth/joint/baseline) checkpoint"
+        )
+    cfg.train.stage = stage
+    cfg.model.depth_weights = cfg.model.pose_weights = cfg.model.feature_weights = None
+    return cfg, stage

@@ -105,23 +105,12 @@ def load_model(checkpoint: PathLike, device: torch.device | str = "cpu") -> Load
         CheckpointError: unreadable file. ValueError: no ``model``/``config`` entry, a FeatureNet-only
             checkpoint, or weights that do not fit the config (the message names the file).
     """
-    from featdepth.config import ConfigError, config_from_dict
-    from featdepth.engine.checkpoints import load_checkpoint
+    from featdepth.engine.checkpoints import load_checkpoint, model_config_from_checkpoint
     from featdepth.models.system import FeatDepthSystem
 
     path = Path(checkpoint)
     state = load_checkpoint(path, map_location="cpu")
-    if "model" not in state or "config" not in state:
-        raise ValueError(f"{path}: not a featdepth training checkpoint (needs 'model' and 'config' entries, has {sorted(state)[:8]})")
-    try:
-        cfg = config_from_dict(state["config"])
-    except ConfigError as exc:
-        raise ValueError(f"{path}: the stored config is invalid ({exc})") from exc
-    stage = state.get("stage") or cfg.train.stage
-    if stage == "featurenet":
-        raise ValueError(f"{path}: a FeatureNet (stage 1) checkpoint has no depth or pose network to evaluate")
-    cfg.train.stage = stage
-    cfg.model.depth_weights = cfg.model.pose_weights = cfg.model.feature_weights = None
+    cfg, stage = model_config_from_checkpoint(state, str(path))
     system = FeatDepthSystem(cfg, stage=stage)
     try:
         system.load_state_dict(state["model"], strict=True)
@@ -141,13 +130,14 @@ def metric_scale_factor(cfg: Any, reference_baseline: float = KITTI_BASELINE) ->
     Raises:
         ValueError: the model saw no stereo pairs (use median scaling).
     """
+    from featdepth.api import depth_kind_from_config
+
     if not cfg.use_stereo:
         raise ValueError(
             f"the model was trained without stereo pairs (frame_ids {cfg.data.frame_ids}): its depth has "
             "no metric scale; use --scaling median"
         )
-    b = cfg.data.stereo_baseline
-    return 1.0 if b is None else round(float(reference_baseline) / float(b), 9)
+    return round(depth_kind_from_config(cfg, real_baseline=reference_baseline)[1], 9)
 
 
 def parse_scaling(text: Union[str, float, None], cfg: Any = None) -> Union[str, float, None]:
