@@ -18,34 +18,20 @@ from typing import Any
 
 
 def cmd_experiment_run(args: argparse.Namespace) -> int:
-    from featdepth.experiments.runner import VARIANTS, estimate_seconds, format_duration, get_preset, run_experiment
+    from featdepth.experiments.runner import configure_preset, estimate_seconds, format_duration, run_experiment
 
+    budget = dict(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
+                  real_steps=args.real_steps, real_feature_steps=args.real_feature_steps, real_sources=args.real_sources,
+                  real_seeds=args.real_seeds, real_size=args.real_size, device=args.device)
     if args.dry_run:
-        p = get_preset(args.preset)
-        if args.seeds:
-            p.seeds = args.seeds
-        if args.variants:
-            unknown = [v for v in args.variants if v not in VARIANTS]
-            if unknown:
-                raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-            p.variants = args.variants
-        if args.steps is not None:
-            p.depth_steps = args.steps
-        if args.feature_steps is not None:
-            p.feature_steps = args.feature_steps
-        if args.device:
-            p.device = args.device
-        if p.real is not None and args.real_sources:
-            p.real.sources = args.real_sources
+        p = configure_preset(args.preset, **budget)
         est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape, synthetic=not args.no_synthetic)
         print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
               f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
     run_experiment(
-        args.out, args.preset, seeds=args.seeds, variants=args.variants, steps=args.steps,
-        feature_steps=args.feature_steps, real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
-        real_sources=args.real_sources, device=args.device, overrides=args.overrides,
+        args.out, args.preset, **budget, overrides=args.overrides,
         real=not args.no_real, synthetic=not args.no_synthetic, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
         keep_full_checkpoints=args.keep_checkpoints,
     )
@@ -89,6 +75,9 @@ def register(sub: Any, data_sub: Any) -> None:
     p.add_argument("--real-steps", type=int, help="depth/pose steps of the real-data runs")
     p.add_argument("--real-feature-steps", type=int, help="FeatureNet steps of the real-data runs")
     p.add_argument("--real-sources", nargs="+", choices=["raw", "odom"], help="real clips to train on (default: the preset's)")
+    p.add_argument("--real-seeds", type=int, nargs="+", help="seeds of the real-data runs (default: the first of --seeds)")
+    p.add_argument("--real-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="resolution of the real-data runs, multiples of 32 (default: the preset's)")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic part (run the real-data part alone)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -232,6 +232,23 @@ def test_presets_and_estimate():
         get_preset("huge")
 
 
+def test_configure_preset_overrides():
+    from featdepth.experiments.runner import configure_preset
+
+    base = get_preset("cpu")
+    p = configure_preset("cpu", seeds=[3, 4, 5], variants=["baseline"], steps=7, real_steps=9,
+                         real_seeds=[1, 2], real_size=(192, 640), real_sources=["raw"])
+    assert (p.seeds, p.variants, p.depth_steps) == ([3, 4, 5], ["baseline"], 7)
+    assert (p.real.seeds, p.real.depth_steps, p.real.height, p.real.width, p.real.sources) == ([1, 2], 9, 192, 640, ["raw"])
+    assert get_preset("cpu").seeds == base.seeds  # the registry is not modified
+    # without real_seeds the real part takes the first seeds of --seeds
+    assert configure_preset("cpu", seeds=[7, 8]).real.seeds == [7][: len(base.real.seeds)]
+    with pytest.raises(ValueError, match="multiples of 32"):
+        configure_preset("cpu", real_size=(100, 320))
+    with pytest.raises(ValueError, match="unknown variants"):
+        configure_preset("cpu", variants=["nope"])
+
+
 def test_cli_dry_run(capsys):
     from featdepth.cli import main
 

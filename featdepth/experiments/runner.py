@@ -64,6 +64,7 @@ __all__ = [
     "synthetic_overrides",
     "load_system",
     "load_feature_net",
+    "configure_preset",
     "run_experiment",
 ]
 
@@ -607,9 +608,8 @@ def _plan(variants: Sequence[Variant], seeds: Sequence[int]) -> list[_Job]:
     return jobs
 
 
-def run_experiment(
-    out_dir: str | Path,
-    preset: str | ExperimentPreset = "cpu",
+def configure_preset(
+    preset: str | ExperimentPreset,
     *,
     seeds: Sequence[int] | None = None,
     variants: Sequence[str] | None = None,
@@ -618,44 +618,18 @@ def run_experiment(
     real_steps: int | None = None,
     real_feature_steps: int | None = None,
     real_sources: Sequence[str] | None = None,
+    real_seeds: Sequence[int] | None = None,
+    real_size: Sequence[int] | None = None,
     device: str | None = None,
-    overrides: Sequence[str] = (),
-    real: bool = True,
-    synthetic: bool = True,
-    landscape: bool = True,
-    shared_data: str | Path | None = None,
-    command: str | None = None,
-    keep_full_checkpoints: bool = False,
-) -> dict[str, Any]:
-    """Train, evaluate and analyse every variant; write ``results.json`` and ``report.md`` in ``out_dir``.
+) -> ExperimentPreset:
+    """A copy of ``preset`` with the given budget overrides (``None`` keeps the preset's value).
 
-    Args:
-        out_dir: output folder (created). Layout: ``data/`` (generated synthetic scenes),
-            ``featurenets/<setting>/seed<k>/``, ``runs/<variant>/seed<k>/``, ``real/<source>/...``,
-            ``figures/``, ``results.json``, ``report.md``.
-        preset: a name of :data:`PRESETS` or an :class:`ExperimentPreset`.
-        seeds, variants, steps (depth/pose steps), feature_steps, real_steps, real_feature_steps, real_sources
-            (``raw``, ``odom``), device: override the preset.
-        overrides: config ``key=value`` overrides applied to every synthetic run.
-        real: also run the real-data part (skipped with a note when the data is absent).
-        synthetic: run the synthetic part (training, evaluation, landscape, statistics); ``False`` with
-            ``real=True`` runs the real-data part alone.
-        landscape: also compute the loss landscape and the FeatureNet statistics.
-        shared_data: folder holding ``kitti_raw_tiny`` and ``kitti_odom_06_tiny`` (default: found beside
-            the checkout, or ``$FEATDEPTH_SHARED_DATA``).
-        command: the command line, recorded in the report.
-        keep_full_checkpoints: keep the trainer's checkpoints (with optimiser state, resumable) instead of
-            replacing them by ``model.pt`` (weights and config only) once a run is finished.
+    Without ``real_seeds`` the real-data part uses the first seeds of ``seeds`` (as many as the preset's
+    real part has). ``real_size`` is ``(H, W)`` of the real-data runs, multiples of 32.
 
-    Returns:
-        The content of ``results.json``.
+    Raises:
+        ValueError: unknown variants or real-data sources, a bad size, or nothing to run.
     """
-    from featdepth.engine.trainer import resolve_device
-    from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_names
-    from featdepth.evaluation.inference import load_folder_sequence
-    from featdepth.experiments import report as report_mod
-
-    t_start = time.perf_counter()
     p = get_preset(preset) if isinstance(preset, str) else copy.deepcopy(preset)
     if seeds is not None:
         p.seeds = [int(s) for s in seeds]
@@ -676,11 +650,78 @@ def run_experiment(
             p.real.depth_steps = int(real_steps)
         if real_feature_steps is not None:
             p.real.feature_steps = int(real_feature_steps)
+        if real_seeds is not None:
+            p.real.seeds = [int(x) for x in real_seeds]
+        if real_size is not None:
+            h, w = (int(x) for x in real_size)
+            if h < 32 or w < 32 or h % 32 or w % 32:
+                raise ValueError(f"real_size must be multiples of 32 (H, W), got {real_size}")
+            p.real.height, p.real.width = h, w
         if real_sources is not None:
             bad = [x for x in real_sources if x not in ("raw", "odom")]
             if bad:
                 raise ValueError(f"unknown real-data sources {bad}; choose raw and/or odom")
             p.real.sources = list(dict.fromkeys(real_sources))
+    if not p.variants or not p.seeds:
+        raise ValueError("nothing to run: no variants or no seeds")
+    return p
+
+
+def run_experiment(
+    out_dir: str | Path,
+    preset: str | ExperimentPreset = "cpu",
+    *,
+    seeds: Sequence[int] | None = None,
+    variants: Sequence[str] | None = None,
+    steps: int | None = None,
+    feature_steps: int | None = None,
+    real_steps: int | None = None,
+    real_feature_steps: int | None = None,
+    real_sources: Sequence[str] | None = None,
+    real_seeds: Sequence[int] | None = None,
+    real_size: Sequence[int] | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] = (),
+    real: bool = True,
+    synthetic: bool = True,
+    landscape: bool = True,
+    shared_data: str | Path | None = None,
+    command: str | None = None,
+    keep_full_checkpoints: bool = False,
+) -> dict[str, Any]:
+    """Train, evaluate and analyse every variant; write ``results.json`` and ``report.md`` in ``out_dir``.
+
+    Args:
+        out_dir: output folder (created). Layout: ``data/`` (generated synthetic scenes),
+            ``featurenets/<setting>/seed<k>/``, ``runs/<variant>/seed<k>/``, ``real/<source>/...``,
+            ``figures/``, ``results.json``, ``report.md``.
+        preset: a name of :data:`PRESETS` or an :class:`ExperimentPreset`.
+        seeds, variants, steps (depth/pose steps), feature_steps, real_steps, real_feature_steps, real_sources
+            (``raw``, ``odom``), real_seeds, real_size (``(H, W)``), device: override the preset (see
+            :func:`configure_preset`).
+        overrides: config ``key=value`` overrides applied to every synthetic run.
+        real: also run the real-data part (skipped with a note when the data is absent).
+        synthetic: run the synthetic part (training, evaluation, landscape, statistics); ``False`` with
+            ``real=True`` runs the real-data part alone.
+        landscape: also compute the loss landscape and the FeatureNet statistics.
+        shared_data: folder holding ``kitti_raw_tiny`` and ``kitti_odom_06_tiny`` (default: found beside
+            the checkout, or ``$FEATDEPTH_SHARED_DATA``).
+        command: the command line, recorded in the report.
+        keep_full_checkpoints: keep the trainer's checkpoints (with optimiser state, resumable) instead of
+            replacing them by ``model.pt`` (weights and config only) once a run is finished.
+
+    Returns:
+        The content of ``results.json``.
+    """
+    from featdepth.engine.trainer import resolve_device
+    from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_names
+    from featdepth.evaluation.inference import load_folder_sequence
+    from featdepth.experiments import report as report_mod
+
+    t_start = time.perf_counter()
+    p = configure_preset(preset, seeds=seeds, variants=variants, steps=steps, feature_steps=feature_steps,
+                         real_steps=real_steps, real_feature_steps=real_feature_steps, real_sources=real_sources,
+                         real_seeds=real_seeds, real_size=real_size, device=device)
     if not p.variants or not p.seeds:
         raise ValueError("nothing to run: no variants or no seeds")
 
