@@ -20,14 +20,25 @@ def synthetic_sequence_names(cfg: Config) -> tuple[list[str], list[str]]:
 
 
 def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
-    """Generate the synthetic sequences under ``data.path`` unless they are already there."""
+    """Generate the synthetic sequences under ``data.path`` unless they are already there.
+
+    The right camera is rendered only when the config uses stereo pairs (``"s"`` in ``data.frame_ids``);
+    a folder rendered without it is rendered again (with it) when a stereo config asks for it.
+    """
     from featdepth.data.synthetic import generate_dataset
 
     root = Path(cfg.data.path)
     train, val = synthetic_sequence_names(cfg)
     wanted = train + val
-    # meta.json is written last: a generation killed half-way is redone.
-    if all((root / name / "meta.json").is_file() for name in wanted):
+    need_stereo = cfg.use_stereo
+
+    def ready(name: str) -> bool:
+        # meta.json is written last: a generation killed half-way is redone.
+        if not (root / name / "meta.json").is_file():
+            return False
+        return not need_stereo or (root / name / "stereo.txt").is_file()
+
+    if all(ready(name) for name in wanted):
         return root
     generate_dataset(
         root,
@@ -36,7 +47,7 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
         num_frames=cfg.data.synth_frames,
         height=cfg.data.height,
         width=cfg.data.width,
-        stereo=True,
+        stereo=need_stereo,
         progress=progress,
     )
     return root

@@ -342,3 +342,21 @@ def test_generate_dataset_deterministic(tmp_path, capsys):
     assert meta["size"] == [32, 104] and meta["num_frames"] == 2
     with pytest.raises(TypeError):
         generate_dataset(tmp_path / "d", 1, bogus=1)
+
+
+def test_ensure_synthetic_data_renders_the_right_camera_only_when_needed(tmp_path):
+    from featdepth.config import load_config
+    from featdepth.data.factory import ensure_synthetic_data
+
+    common = [f"data.path={tmp_path / 'synth'}", "data.synth_sequences=1", "data.synth_val_sequences=0",
+              "data.synth_frames=3", "data.height=32", "data.width=64"]
+    mono = load_config("synthetic_small", common + ["data.frame_ids=[0,-1,1]"])
+    root = ensure_synthetic_data(mono)
+    seq = root / "seq_000"
+    assert (seq / "meta.json").is_file() and not (seq / "images_right").exists()
+    stamp = (seq / "meta.json").stat().st_mtime_ns
+    ensure_synthetic_data(mono)  # already there: not rendered again
+    assert (seq / "meta.json").stat().st_mtime_ns == stamp
+    stereo = load_config("synthetic_small", common + ["data.frame_ids=[0,-1,1,s]"])
+    ensure_synthetic_data(stereo)  # a stereo config needs the right camera: rendered now
+    assert (seq / "stereo.txt").is_file() and len(list((seq / "images_right").glob("*.png"))) == 3
