@@ -17,6 +17,20 @@ def _deterministic_torch():
     yield
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread for a test module (use with ``pytestmark = pytest.mark.usefixtures("single_thread")``).
+
+    These modules run tiny networks and check behaviour, not speed; on a busy shared CPU, OpenMP threads
+    waiting for each other at barriers made such tests several times slower (measured: 3x the CPU time
+    with 2 threads).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Path of the real KITTI samples beside the checkout; skips the test when absent."""

@@ -21,14 +21,7 @@ from featdepth.models.system import FeatDepthSystem
 TINY = ["data.height=64", "data.width=192", "train.stage=depth"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """One intra-op thread: these networks are tiny, and on a busy shared CPU OpenMP workers spinning at
-    barriers cost several times the useful work (measured: 3x the CPU time with 2 threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_tiny_checkpoint(path: Path, overrides: list[str] = (), state: dict | None = None, stage: str = "depth",

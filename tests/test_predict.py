@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import featdepth
@@ -22,14 +21,7 @@ from tests.test_api import make_tiny_checkpoint
 KITTI_SEQ = "kitti_raw_tiny/2011_09_26/2011_09_26_drive_0023_sync/image_02/data"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """One intra-op thread: these networks are tiny, and on a busy shared CPU OpenMP workers spinning at
-    barriers cost several times the useful work (measured: 3x the CPU time with 2 threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from featdepth.engine.checkpoints import MANIFEST, CheckpointError, CheckpointMa
 H, W = 64, 192
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared machine, OpenMP threads waiting for each other make every op of a
-    multi-threaded step dozens of times slower; these tests check behaviour, not speed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _overrides(data: Path, out: Path, steps: int) -> list[str]:
