@@ -8,7 +8,7 @@ and reports images/s = batch / latency. Random weights (speed does not depend on
 - eager: ``torch.inference_mode()``, float32.
 - compile: ``torch.compile(model)`` (inductor, default mode); the first call's time (compilation) is
   reported separately; failures are caught and reported.
-- onnxruntime: the graph exported with featdepth.export (dynamic batch), CPUExecutionProvider,
+- onnxruntime: the graph exported with featdepth.inference.onnx (dynamic batch), CPUExecutionProvider,
   ``intra_op_num_threads`` = ``--threads``, graph optimisations on.
 
 Prints a Markdown table and appends it, with the machine, command, date, torch/onnxruntime versions
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from featdepth.export import DEFAULT_OPSET, DepthExportWrapper, onnx_export_module
+from featdepth.inference.onnx import DEFAULT_OPSET, DepthExportWrapper, onnx_export_module
 from featdepth.models import DepthNet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.md"

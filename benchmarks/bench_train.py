@@ -2,7 +2,7 @@
 
 Every configuration runs in a fresh subprocess (so that the peak RSS is its own), on a fixed in-memory batch
 (random initialisation, random images; data loading excluded from the step time, as in the reference
-figures), through :func:`featdepth.engine.trainer.train_step` (the trainer's own step: autocast, backward,
+figures), through :func:`featdepth.training.step.train_step` (the trainer's own step: autocast, backward,
 clipping, Adam). After ``--warmup`` steps, ``--repeat`` steps are timed and the median is reported. Then a
 few more steps run with timers around the phases (networks forward, warping, losses, rest of the forward,
 backward, optimiser) for the profile split, and the cost of loading one batch from PNG files at KITTI size
@@ -148,7 +148,7 @@ def peak_rss_mb() -> float:
 def _fixed_batch(cfg, device, channels_last: bool) -> dict[str, Any]:
     import torch
 
-    from featdepth.engine.trainer import move_batch
+    from featdepth.utils.runtime import move_batch
 
     b, h, w = cfg.optim.batch_size, cfg.data.height, cfg.data.width
     g = torch.Generator().manual_seed(0)
@@ -202,7 +202,7 @@ def _instrument(system, optimizer, timer: PhaseTimer) -> None:
     """Timers around the phases of the real step (nothing in the library is changed)."""
     import torch
 
-    import featdepth.models.system as system_module
+    import featdepth.training.system as system_module
 
     for net in ("depth_net", "pose_net"):
         module = getattr(system, net, None)
@@ -293,14 +293,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     from featdepth.config import load_config
-    from featdepth.engine.trainer import (
-        build_optimizer,
-        freeze_unused_heads,
-        resolve_device,
-        train_step,
-        use_channels_last,
-    )
-    from featdepth.models.system import FeatDepthSystem
+    from featdepth.training.setup import build_optimizer, freeze_unused_heads
+    from featdepth.training.step import train_step
+    from featdepth.utils.runtime import resolve_device, use_channels_last
+    from featdepth.training.system import FeatDepthSystem
 
     device = resolve_device(spec["device"])
     cfg = load_config(None, spec["overrides"] + [f"train.amp={spec['amp']}", "train.run_feature_stage=false"])

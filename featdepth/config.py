@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import re
 import types
 from dataclasses import dataclass, field
 from importlib import resources
@@ -51,6 +53,9 @@ class DataConfig:
     # Stereo baseline in metres; None = the real (calibrated) one; 0.015 = FeatDepth's convention.
     stereo_baseline: float | None = None
     num_workers: int = 2
+    # Folder datasets: allow a sequence to mix image formats (png and jpg frames). Off by default:
+    # a mixed folder is usually two exports on top of each other; the error names the files.
+    allow_mixed_extensions: bool = False
     # Synthetic data generated on demand when `path` does not exist yet.
     synth_sequences: int = 6
     synth_val_sequences: int = 1
@@ -77,7 +82,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss terms and weights (spec §2)."""
+    """Loss terms and weights (docs/method.md §2)."""
 
     ssim_weight: float = 0.85
     robust_l1: bool = True
@@ -98,7 +103,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedule (spec §3.1)."""
+    """Optimiser and schedule (docs/method.md §3.1)."""
 
     batch_size: int = 2
     lr: float = 1e-4
@@ -279,12 +284,34 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    """A mapping repeats a key (YAML would silently keep the last one)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key: let SafeLoader report it
+                continue
+            if first is not None:
+                raise _DuplicateKeyError(f"duplicate key '{key}' on line {line} (first defined on line {first})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path_or_name: str) -> tuple[dict[str, Any], str]:
     path = Path(path_or_name)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text = path.read_text()
+        raw = path.read_bytes()
         source = str(path)
     else:
         res = resources.files("featdepth") / "configs" / f"{path_or_name}.yaml"
@@ -292,10 +319,19 @@ def _read_yaml(path_or_name: str) -> tuple[dict[str, Any], str]:
             raise ConfigError(
                 f"unknown preset '{path_or_name}' (not a file either); presets: {', '.join(preset_names())}"
             )
-        text = res.read_text()
+        raw = res.read_bytes()
         source = f"preset {path_or_name}"
     try:
-        data = yaml.safe_load(text) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse {source}: {exc}") from exc
     if not isinstance(data, dict):
@@ -313,12 +349,33 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_preset_dict(path_or_name: str) -> dict[str, Any]:
-    """Read a preset, following ``base:`` (another preset or file) recursively."""
-    data, _ = _read_yaml(path_or_name)
+def _preset_identity(path_or_name: str) -> str:
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        try:
+            return str(path.resolve())
+        except OSError:
+            return str(path)
+    return f"preset {path_or_name}"
+
+
+def load_preset_dict(path_or_name: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a preset, following ``base:`` (another preset or file) recursively.
+
+    Raises:
+        ConfigError: a ``base:`` loop (a file that includes itself, directly or through others);
+            the message lists the chain of files.
+    """
+    identity = _preset_identity(path_or_name)
+    if identity in _chain:
+        loop = list(_chain[_chain.index(identity) :]) + [identity]
+        raise ConfigError(f"config 'base:' loop: {' -> '.join(loop)}")
+    data, source = _read_yaml(path_or_name)
     base = data.pop("base", None)
     if base is not None:
-        data = _merge(load_preset_dict(str(base)), data)
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{source}: 'base' must be a preset name or a YAML file path, got {base!r}")
+        data = _merge(load_preset_dict(base, _chain + (identity,)), data)
     return data
 
 
@@ -385,6 +442,19 @@ def _check_frame_ids(frame_ids: list) -> list:
     return out
 
 
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _check_finite_numbers(obj: Any, prefix: str = "") -> None:
+    """Every float setting must be a finite number (``.nan`` / ``.inf`` name the key and the value)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_finite_numbers(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key '{prefix}{f.name}' must be a finite number, got {value}")
+
+
 def validate_config(cfg: Config) -> None:
     """Cross-field checks; raise :class:`ConfigError` naming the key."""
     d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
@@ -413,10 +483,25 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {lo.ssim_weight}")
     if o.batch_size < 1:
         raise ConfigError(f"optim.batch_size must be >= 1, got {o.batch_size}")
-    if o.lr <= 0:
-        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    _check_finite_numbers(cfg)
+    if not math.isfinite(o.lr) or o.lr <= 0:
+        raise ConfigError(f"optim.lr must be a finite number > 0, got {o.lr}")
     if o.max_steps is not None and o.max_steps < 0:
         raise ConfigError(f"optim.max_steps must be >= 0, got {o.max_steps}")
+    if not _DEVICE_PATTERN.fullmatch(t.device):
+        raise ConfigError(f"train.device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps, got {t.device!r}")
+    for key, value in (
+        ("data.num_workers", d.num_workers),
+        ("data.synth_val_sequences", d.synth_val_sequences),
+    ):
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    for key, value in (
+        ("data.synth_sequences", d.synth_sequences),
+        ("data.synth_frames", d.synth_frames),
+    ):
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
     if t.amp not in ("none", "bf16", "fp16"):
         raise ConfigError(f"train.amp must be none, bf16 or fp16, got {t.amp!r}")
     if d.dataset not in ("synthetic", "folder", "kitti_raw", "kitti_odom"):

@@ -113,3 +113,71 @@ def test_apply_overrides_does_not_mutate_input():
     data = {"optim": {"lr": 1.0}}
     out = apply_overrides(data, ["optim.lr=2.0"])
     assert data["optim"]["lr"] == 1.0 and out["optim"]["lr"] == 2.0
+
+
+# -- input validation: nothing silent -----------------------------------------------------------
+
+
+def test_duplicate_yaml_key_names_file_and_key(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("optim:\n  lr: 1.0e-4\n  batch_size: 2\n  lr: 2.0e-4\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml.*duplicate key 'lr' on line 4.*line 2"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_base_loop_names_the_files(tmp_path, direct):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    if direct:
+        a.write_text(f"base: {a}\noptim:\n  lr: 1.0e-4\n")
+        pattern = r"base:' loop: .*a\.yaml -> .*a\.yaml"
+    else:
+        a.write_text(f"base: {b}\n")
+        b.write_text(f"base: {a}\n")
+        pattern = r"base:' loop: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(str(a))
+
+
+def test_non_utf8_yaml_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("train:\n  out_dir: runs/caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8.*0xe9"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    "value, shown", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf"), ("nan", "nan"), ("0", "0.0"), ("-1", "-1.0")]
+)
+def test_bad_learning_rate_names_key_and_value(value, shown):
+    with pytest.raises(ConfigError, match=rf"optim\.lr.*, got {shown}$"):
+        load_config("synthetic_small", [f"optim.lr={value}"])
+
+
+def test_non_finite_float_setting_names_the_key():
+    with pytest.raises(ConfigError, match=r"optim\.weight_decay.*nan"):
+        load_config("synthetic_small", ["optim.weight_decay=.nan"])
+
+
+@pytest.mark.parametrize("override, key", [("data.num_workers=-1", "data.num_workers"),
+                                           ("data.synth_sequences=0", "data.synth_sequences"),
+                                           ("data.synth_frames=-3", "data.synth_frames")])
+def test_negative_counts_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r" must be >= \d, got -?\d"):
+        load_config("synthetic_small", [override])
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda0", "cuda:x", "CPU", ""])
+def test_bad_device_names_key_and_accepted_values(device):
+    with pytest.raises(ConfigError, match=r"train\.device must be one of auto, cpu, cuda, cuda:N.*mps"):
+        load_config("synthetic_small", [f"train.device='{device}'"])
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_good_devices_accepted(device):
+    assert load_config("synthetic_small", [f"train.device={device}"]).train.device == device
+
+
+def test_allow_mixed_extensions_is_a_config_key():
+    assert load_config("synthetic_small").data.allow_mixed_extensions is False
+    assert load_config("synthetic_small", ["data.allow_mixed_extensions=true"]).data.allow_mixed_extensions

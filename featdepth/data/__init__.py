@@ -3,7 +3,7 @@
 Registry: ``DATASETS[name]`` maps a dataset name to its class (``folder``, ``kitti_raw``, ``kitti_odom``).
 """
 
-from featdepth.data.base import FrameId, MonoDataset, check_image_size, validate_frame_ids
+from featdepth.data.base import SKIP_REASONS, FrameId, MonoDataset, check_image_size, validate_frame_ids
 from featdepth.data.folder import FolderDataset, list_sequences, split_sequences
 from featdepth.data.io import (
     DataError,
@@ -44,6 +44,7 @@ __all__ = [
     "KittiRawDataset",
     "MonoDataset",
     "RawCalibration",
+    "SKIP_REASONS",
     "check_image_size",
     "find_split_files",
     "list_sequences",

@@ -25,6 +25,8 @@ camera lies at ``-x``, hence the stereo sign flip, and GT poses become ``M T M``
 from __future__ import annotations
 
 import abc
+import logging
+from pathlib import Path
 from typing import Any, Hashable, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -47,9 +49,19 @@ from featdepth.data.transforms import (
     scale_intrinsics,
 )
 
-__all__ = ["FrameId", "MonoDataset", "validate_frame_ids", "check_image_size"]
+__all__ = ["FrameId", "MonoDataset", "validate_frame_ids", "check_image_size", "SKIP_REASONS"]
 
 FrameId = Union[int, str]
+
+logger = logging.getLogger("featdepth.data")
+
+#: Reasons a candidate target is dropped at index time (keys of ``index_report["skipped_by_reason"]``).
+SKIP_REASONS = (
+    "missing target frame",  # the target image itself does not exist (e.g. a split line naming a missing file)
+    "missing neighbour frame",  # a temporal neighbour is outside the sequence or its file is missing
+    "missing stereo frame",  # the other camera's image does not exist
+    "missing depth file",  # load_depth=True but the target's ground-truth depth file does not exist
+)
 
 
 def validate_frame_ids(frame_ids: Sequence[FrameId]) -> list[FrameId]:
@@ -94,8 +106,15 @@ class MonoDataset(Dataset, abc.ABC):
 
     Attributes:
         items: the kept candidate items, one per sample.
-        skipped: candidates dropped because a requested frame does not exist.
+        skipped: candidates dropped because a requested frame (or file) does not exist.
         num_skipped: ``len(skipped)``.
+        index_report: what :meth:`build_index` did, for the trainer / CLI to print::
+
+            {"dataset": "FolderDataset(/data)", "candidates": 120, "indexed": 116, "skipped": 4,
+             "skipped_by_reason": {"missing neighbour frame": 4},   # keys from SKIP_REASONS
+             "examples": {"missing neighbour frame": ["seq_000 frame 0", ...]}}  # up to 3 per reason
+
+        :meth:`index_summary` gives it as one line (also logged at INFO on ``featdepth.data``).
     """
 
     def __init__(
@@ -130,6 +149,8 @@ class MonoDataset(Dataset, abc.ABC):
         self.generator = generator
         self.items: list[Hashable] = []
         self.skipped: list[Hashable] = []
+        self.skip_reasons: list[str] = []
+        self.index_report: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ hooks
     @abc.abstractmethod
@@ -168,26 +189,91 @@ class MonoDataset(Dataset, abc.ABC):
         """Short description used in error messages (override to name the data root)."""
         return type(self).__name__
 
+    def frame_path(self, item: Any, frame_id: FrameId) -> Optional[Path]:
+        """Path of the image of frame ``frame_id`` of ``item`` (for messages); ``None`` if unknown."""
+        return None
+
+    def describe_item(self, item: Any) -> str:
+        """Human-readable name of a candidate item (for the index report and error messages)."""
+        return str(item)
+
+    def skip_reason(self, item: Any) -> Optional[str]:
+        """Why ``item`` cannot be used (one of :data:`SKIP_REASONS`), or ``None`` when it can.
+
+        Subclasses may extend it (call ``super()`` first) to check further files.
+        """
+        if not self.has_frame(item, 0):
+            return "missing target frame"
+        for f in self.frame_ids[1:]:
+            if not self.has_frame(item, f):
+                return "missing stereo frame" if f == "s" else "missing neighbour frame"
+        return None
+
     # ------------------------------------------------------------------ index
     def build_index(self, candidates: Iterable[Hashable]) -> None:
-        """Keep the candidates whose requested frames all exist; record the others in ``skipped``.
+        """Keep the candidates that :meth:`skip_reason` accepts; record the others in ``skipped``.
+
+        Fills :attr:`index_report` and logs :meth:`index_summary` (INFO; WARNING when split entries
+        name target frames that do not exist).
 
         Raises:
-            DataError: no candidate survives.
+            DataError: no candidate survives (the message gives the counts per reason and examples).
         """
-        self.items, self.skipped = [], []
+        self.items, self.skipped, self.skip_reasons = [], [], []
+        counts: dict[str, int] = {}
+        examples: dict[str, list[str]] = {}
         n_candidates = 0
         for item in candidates:
             n_candidates += 1
-            if all(self.has_frame(item, f) for f in self.frame_ids):
+            reason = self.skip_reason(item)
+            if reason is None:
                 self.items.append(item)
-            else:
-                self.skipped.append(item)
+                continue
+            self.skipped.append(item)
+            self.skip_reasons.append(reason)
+            counts[reason] = counts.get(reason, 0) + 1
+            if len(examples.setdefault(reason, [])) < 3:
+                example = self.describe_item(item)
+                depth_path = getattr(self, "depth_path", None)
+                if reason == "missing depth file" and callable(depth_path):
+                    example += f": no {depth_path(item)}"
+                examples[reason].append(example)
+        self.index_report = {
+            "dataset": self.describe(),
+            "candidates": n_candidates,
+            "indexed": len(self.items),
+            "skipped": len(self.skipped),
+            "skipped_by_reason": counts,
+            "examples": examples,
+        }
         if not self.items:
             raise DataError(
                 f"{self.describe()}: no usable samples for frame_ids={self.frame_ids} "
-                f"({n_candidates} candidates, all missing a requested frame)"
+                f"({n_candidates} candidates, all skipped: {self._reasons_text()})"
             )
+        level = logging.WARNING if counts.get("missing target frame") else logging.INFO
+        logger.log(level, "%s", self.index_summary())
+
+    def _reasons_text(self, with_examples: bool = True) -> str:
+        report = self.index_report
+        parts = []
+        for reason, count in report.get("skipped_by_reason", {}).items():
+            text = f"{count} {reason}"
+            ex = report.get("examples", {}).get(reason)
+            if with_examples and ex:
+                text += f", e.g. {'; '.join(ex)}"
+            parts.append(text)
+        return "; ".join(parts) if parts else "none"
+
+    def index_summary(self) -> str:
+        """One line: how many samples were indexed and how many skipped, per reason, with examples."""
+        report = self.index_report
+        if not report:
+            return f"{self.describe()}: not indexed yet"
+        line = f"{report['dataset']}: {report['indexed']} samples indexed, {report['skipped']} skipped"
+        if report["skipped"]:
+            line += f" ({self._reasons_text()})"
+        return line
 
     @property
     def num_skipped(self) -> int:
@@ -218,6 +304,13 @@ class MonoDataset(Dataset, abc.ABC):
             img = self.get_color(item, f)
             if f == 0:
                 stored_size = (img.height, img.width)
+            elif stored_size is not None and (img.height, img.width) != stored_size:
+                path = self.frame_path(item, f)
+                raise DataError(
+                    f"{self.describe()}: frame {path or f'{f!r} of {self.describe_item(item)}'} is "
+                    f"{img.width}x{img.height} but its target frame {self.frame_path(item, 0) or ''} is "
+                    f"{stored_size[1]}x{stored_size[0]} (WxH); all frames of a sample must have one size"
+                )
             img = resize_image(img, size)
             if do_flip:
                 img = hflip_image(img)
@@ -249,6 +342,14 @@ class MonoDataset(Dataset, abc.ABC):
 
         if self.load_depth:
             depth = np.asarray(self.get_depth(item), dtype=np.float32)
+            expected = getattr(self, "depth_gt_size", None) or stored_size
+            if depth.shape != tuple(expected):
+                where = getattr(self, "depth_path", None)
+                name = where(item) if callable(where) else self.describe_item(item)
+                raise DataError(
+                    f"{self.describe()}: ground-truth depth {name} is {depth.shape[-1]}x{depth.shape[0]} but its "
+                    f"image is {expected[1]}x{expected[0]} (WxH)"
+                )
             if do_flip:
                 depth = hflip_array(depth)
             sample["depth_gt"] = torch.from_numpy(np.ascontiguousarray(depth)).unsqueeze(0)

@@ -11,6 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 from featdepth.config import Config, ConfigError
+from featdepth.data.synthetic import generate_dataset
+from featdepth.data import FolderDataset, KittiOdometryDataset, KittiRawDataset
+from featdepth.data.splits import read_split_file
 
 
 def synthetic_sequence_names(cfg: Config) -> tuple[list[str], list[str]]:
@@ -25,7 +28,6 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
     The right camera is rendered only when the config uses stereo pairs (``"s"`` in ``data.frame_ids``);
     a folder rendered without it is rendered again (with it) when a stereo config asks for it.
     """
-    from featdepth.data.synthetic import generate_dataset
 
     root = Path(cfg.data.path)
     train, val = synthetic_sequence_names(cfg)
@@ -77,8 +79,6 @@ def build_datasets(cfg: Config, stage: str | None = None, *, height: int | None 
 
     Returns ``(train, val)``; ``val`` is ``None`` where there is nothing to validate on.
     """
-    from featdepth.data import FolderDataset, KittiOdometryDataset, KittiRawDataset
-    from featdepth.data.splits import read_split_file
 
     d = cfg.data
     stage = stage or cfg.train.stage
@@ -89,12 +89,16 @@ def build_datasets(cfg: Config, stage: str | None = None, *, height: int | None 
     if d.dataset in ("synthetic", "folder"):
         train_seqs, val_seqs = _folder_sequences(cfg)
         train = FolderDataset(
-            d.path, frame_ids, h, w, is_train=True, sequences=train_seqs, stereo_baseline=d.stereo_baseline
+            d.path, frame_ids, h, w, is_train=True, sequences=train_seqs, stereo_baseline=d.stereo_baseline,
+            allow_mixed_extensions=d.allow_mixed_extensions,
         )
         val = None
         if val_seqs:
             has_depth = all((Path(d.path) / s / "depth").is_dir() for s in val_seqs)
-            val = FolderDataset(d.path, [0], h, w, is_train=False, sequences=val_seqs, load_depth=has_depth)
+            val = FolderDataset(
+                d.path, [0], h, w, is_train=False, sequences=val_seqs, load_depth=has_depth,
+                allow_mixed_extensions=d.allow_mixed_extensions,
+            )
         return train, val
     if d.dataset in ("kitti_raw", "kitti_odom"):
         if not d.split_dir or not d.split:

@@ -4,11 +4,12 @@
 
     <root>/                      a sequence folder, or a folder of sequence folders
       <sequence>/
-        images/000000.png ...    frames sorted by name (png or jpg); the main (left) camera
+        images/000000.png ...    frames sorted by name (png or jpg, one format and one size per
+                                 sequence); the main (left) camera
         images_right/...         optional stereo right camera, same names
         intrinsics.txt           pixel K of the stored images (3x3, or one line "fx fy cx cy")
         stereo.txt               optional baseline in metres (right camera at +x)
-        depth/000000.npy         optional GT depth, float32 metres, 0 = invalid
+        depth/000000.npy         optional GT depth, float32 metres, 0 = invalid (same size as the image)
         poses.txt                optional KITTI 12-column T_world_cam, one line per frame
         regions/000000.png       optional uint8 region labels
 """
@@ -105,10 +106,79 @@ class _Sequence:
     baseline: Optional[float] = None
     poses: Optional[np.ndarray] = None
     right_names: set[str] = field(default_factory=set)
+    size: Optional[tuple[int, int]] = None  # (H, W) of every stored frame
 
 
-def _list_images(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def _list_images(folder: Path, allow_mixed_extensions: bool = False) -> list[str]:
+    """Image names in ``folder``, sorted.
+
+    Raises:
+        DataError: two files for one frame (``000002.png`` and ``000002.jpg``), or png and jpg frames
+            mixed in one folder unless ``allow_mixed_extensions``; the message names the folder and
+            example files.
+    """
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        by_stem.setdefault(Path(name).stem, []).append(name)
+    duplicates = [group for group in by_stem.values() if len(group) > 1]
+    if duplicates:
+        examples = "; ".join(" and ".join(g) for g in duplicates[:3])
+        raise DataError(
+            f"{folder}: {len(duplicates)} frame(s) stored twice with different extensions ({examples}); "
+            "keep one file per frame"
+        )
+    formats: dict[str, list[str]] = {}
+    for name in names:
+        fmt = "jpg" if Path(name).suffix.lower() in (".jpg", ".jpeg") else "png"
+        formats.setdefault(fmt, []).append(name)
+    if len(formats) > 1 and not allow_mixed_extensions:
+        counts = ", ".join(f"{len(v)} {k} (e.g. {', '.join(v[:2])})" for k, v in sorted(formats.items()))
+        raise DataError(
+            f"{folder}: mixes image formats: {counts}; convert the frames to one format, or pass "
+            "allow_mixed_extensions=True (config: data.allow_mixed_extensions=true)"
+        )
+    return names
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image from its header (no decoding)."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image file {path}: {exc}") from exc
+    return int(h), int(w)
+
+
+def _check_frame_sizes(folder: Path, names: Sequence[str], what: str) -> tuple[int, int]:
+    """The common ``(H, W)`` of the frames ``names`` in ``folder``; a frame of another size is an error."""
+    sizes = [_image_size(folder / n) for n in names]
+    values, counts = np.unique(np.asarray(sizes), axis=0, return_counts=True)
+    ref = tuple(int(v) for v in values[int(np.argmax(counts))])
+    for name, size in zip(names, sizes):
+        if size != ref:
+            n_other = sum(1 for sz in sizes if sz != ref)
+            raise DataError(
+                f"{folder / name} is {size[1]}x{size[0]} but the other frames of {what} are {ref[1]}x{ref[0]} "
+                f"(WxH; {n_other} of {len(names)} frames differ); all frames of a sequence must have one size "
+                "(intrinsics.txt describes one image size)"
+            )
+    return ref  # type: ignore[return-value]
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """Shape stored in a ``.npy`` header (without reading the data)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, _ = np.lib.format.read_array_header_2_0(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read depth file {path}: {exc}") from exc
+    return tuple(int(v) for v in shape)
 
 
 class FolderDataset(MonoDataset):
@@ -121,14 +191,17 @@ class FolderDataset(MonoDataset):
             ``stereo_baseline=None`` reads each sequence's ``stereo.txt``.
         sequences: names of the sequences to use (default: all).
         frame_stride: temporal offset ``f`` loads frame ``i + f * frame_stride``.
+        allow_mixed_extensions: accept sequences whose frames mix png and jpg (default: an error).
 
-    Targets whose neighbours fall outside the sequence (or whose right image is missing) are
-    skipped at index time (``num_skipped``); negative indices never wrap.
+    Targets whose neighbours fall outside the sequence (or whose right image or, with
+    ``load_depth``, depth file is missing) are skipped at index time and reported in
+    ``index_report``; negative indices never wrap.
 
     Raises:
         DataError: a missing or malformed file (``intrinsics.txt``, ``stereo.txt``, ``poses.txt``),
             ``'s'`` requested for a sequence without ``images_right/``, ``poses.txt`` whose row count
-            differs from the number of frames, or an unknown sequence name.
+            differs from the number of frames, an unknown sequence name, mixed image formats, frames
+            of different sizes in one sequence, or a depth map whose size differs from its image.
     """
 
     def __init__(
@@ -147,6 +220,7 @@ class FolderDataset(MonoDataset):
         flip_prob: float = 0.5,
         color_jitter_prob: float = 0.5,
         generator: RandomGenerator = None,
+        allow_mixed_extensions: bool = False,
     ) -> None:
         super().__init__(
             frame_ids,
@@ -165,6 +239,7 @@ class FolderDataset(MonoDataset):
             raise ValueError(f"frame_stride must be a positive integer, got {frame_stride!r}")
         self.root = Path(root)
         self.frame_stride = frame_stride
+        self.allow_mixed_extensions = bool(allow_mixed_extensions)
         seq_paths = list_sequences(self.root)
         if sequences is not None:
             by_name = {p.name: p for p in seq_paths}
@@ -179,15 +254,24 @@ class FolderDataset(MonoDataset):
         return f"FolderDataset({self.root})"
 
     def _load_sequence(self, path: Path) -> _Sequence:
-        frames = _list_images(path / "images")
+        frames = _list_images(path / "images", self.allow_mixed_extensions)
         if not frames:
             raise DataError(f"sequence {path.name!r} ({path}): no png/jpg frames in images/")
         seq = _Sequence(name=path.name, path=path, frames=frames, K=read_intrinsics_file(path / "intrinsics.txt"))
+        seq.size = _check_frame_sizes(path / "images", frames, f"sequence {path.name!r}")
         if "s" in self.frame_ids:
             right = path / "images_right"
             if not right.is_dir():
                 raise DataError(f"sequence {path.name!r}: stereo frame 's' requested but {right} does not exist")
-            seq.right_names = set(_list_images(right))
+            right_names = _list_images(right, self.allow_mixed_extensions)
+            if right_names:
+                right_size = _check_frame_sizes(right, right_names, f"sequence {path.name!r} (right camera)")
+                if right_size != seq.size:
+                    raise DataError(
+                        f"{right}: right frames are {right_size[1]}x{right_size[0]} but the left frames in "
+                        f"{path / 'images'} are {seq.size[1]}x{seq.size[0]} (WxH)"
+                    )
+            seq.right_names = set(right_names)
             if self.stereo_baseline is None:
                 stereo_file = path / "stereo.txt"
                 if not stereo_file.is_file():
@@ -205,6 +289,18 @@ class FolderDataset(MonoDataset):
             seq.poses = poses
         if self.load_depth and not (path / "depth").is_dir():
             raise DataError(f"sequence {path.name!r}: load_depth=True but {path / 'depth'} does not exist")
+        if self.load_depth:
+            for name in frames:
+                depth_file = path / "depth" / f"{Path(name).stem}.npy"
+                if not depth_file.is_file():
+                    continue  # the target is skipped (reason "missing depth file")
+                shape = _npy_shape(depth_file)
+                hw = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape[:-1] if len(shape) == 3 and shape[-1] == 1 else shape
+                if hw != seq.size:
+                    raise DataError(
+                        f"depth file {depth_file} has shape {shape} but its image {path / 'images' / name} is "
+                        f"{seq.size[1]}x{seq.size[0]} (WxH, depth must be ({seq.size[0]}, {seq.size[1]}))"
+                    )
         if self.load_regions and not (path / "regions").is_dir():
             raise DataError(f"sequence {path.name!r}: load_regions=True but {path / 'regions'} does not exist")
         return seq
@@ -212,6 +308,26 @@ class FolderDataset(MonoDataset):
     # hooks ------------------------------------------------------------------
     def _neighbour(self, item: tuple[int, int], frame_id: int) -> int:
         return item[1] + frame_id * self.frame_stride
+
+    def describe_item(self, item: tuple[int, int]) -> str:
+        seq = self.sequences[item[0]]
+        return f"{seq.name}/images/{seq.frames[item[1]]}"
+
+    def frame_path(self, item: tuple[int, int], frame_id: FrameId) -> Optional[Path]:
+        seq = self.sequences[item[0]]
+        if frame_id == "s":
+            return seq.path / "images_right" / seq.frames[item[1]]
+        j = self._neighbour(item, frame_id)
+        return seq.path / "images" / seq.frames[j] if 0 <= j < len(seq.frames) else None
+
+    def depth_path(self, item: tuple[int, int]) -> Path:
+        return self.sequences[item[0]].path / "depth" / f"{self._stem(item)}.npy"
+
+    def skip_reason(self, item: tuple[int, int]) -> Optional[str]:
+        reason = super().skip_reason(item)
+        if reason is None and self.load_depth and not self.depth_path(item).is_file():
+            return "missing depth file"
+        return reason
 
     def has_frame(self, item: tuple[int, int], frame_id: FrameId) -> bool:
         seq = self.sequences[item[0]]
@@ -240,8 +356,7 @@ class FolderDataset(MonoDataset):
         return Path(self.sequences[item[0]].frames[item[1]]).stem
 
     def get_depth(self, item: tuple[int, int]) -> np.ndarray:
-        seq = self.sequences[item[0]]
-        return load_depth_npy(seq.path / "depth" / f"{self._stem(item)}.npy")
+        return load_depth_npy(self.depth_path(item))
 
     def get_pose(self, item: tuple[int, int], frame_id: int) -> np.ndarray:
         poses = self.sequences[item[0]].poses

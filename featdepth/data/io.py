@@ -160,6 +160,40 @@ def read_intrinsics_file(path: PathLike) -> np.ndarray:
     return K
 
 
+#: Largest accepted deviation of a pose's rotation block from a rotation, ``max(max|R^T R - I|, |det R - 1|)``.
+#: Loose enough for poses printed with 6 digits or chained in float32, tight enough to catch scaled,
+#: sheared, reflected or garbage blocks.
+ROTATION_TOLERANCE = 1e-2
+
+
+def rotation_deviation(R: np.ndarray) -> tuple[float, float]:
+    """``(max |R^T R - I|, det R)`` of a ``(3, 3)`` block: how far it is from a rotation."""
+    R = np.asarray(R, dtype=np.float64)
+    return float(np.max(np.abs(R.T @ R - np.eye(3)))), float(np.linalg.det(R))
+
+
+def check_pose_rotations(poses: np.ndarray, source: str, linenos: list[int] | None = None, tol: float = ROTATION_TOLERANCE) -> None:
+    """Refuse pose blocks that are not rotations (orthonormal within ``tol``, ``det = +1``).
+
+    Raises:
+        DataError: naming ``source``, the line (or pose index) and the deviation; an all-zero file
+            gets a plain message of its own.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.size and not np.any(poses[:, :3, :4]):
+        raise DataError(f"{source}: every pose is all zeros ({len(poses)} lines): not a trajectory")
+    for i, T in enumerate(poses):
+        where = f"line {linenos[i]}" if linenos is not None else f"pose {i}"
+        if not np.any(T[:3, :4]):
+            raise DataError(f"{source}, {where}: all 12 values are zero (not a pose)")
+        orth, det = rotation_deviation(T[:3, :3])
+        if orth > tol or abs(det - 1.0) > tol:
+            raise DataError(
+                f"{source}, {where}: the 3x3 rotation block is not a rotation "
+                f"(max |R^T R - I| = {orth:.3g}, det = {det:.4g}; tolerance {tol:g})"
+            )
+
+
 def read_kitti_poses(path: PathLike) -> np.ndarray:
     """Read a KITTI trajectory file: one 12-column row per frame, the 3x4 top of ``T_world_cam``.
 
@@ -167,12 +201,14 @@ def read_kitti_poses(path: PathLike) -> np.ndarray:
         ``(N, 4, 4)`` float64 homogeneous camera-to-world poses.
 
     Raises:
-        DataError: a row without exactly 12 numbers, a non-numeric value, or an empty file;
-            the message names the file and the line number.
+        DataError: a row without exactly 12 numbers, a non-numeric value, an empty or all-zero file,
+            or a rotation block that is not a rotation (see :func:`check_pose_rotations`); the
+            message names the file and the line number.
     """
     path = Path(path)
     text = _read_text(path, "pose file")
     poses = []
+    linenos = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         tokens = line.split()
         if not tokens:
@@ -183,9 +219,12 @@ def read_kitti_poses(path: PathLike) -> np.ndarray:
         T = np.eye(4)
         T[:3, :] = np.asarray(values).reshape(3, 4)
         poses.append(T)
+        linenos.append(lineno)
     if not poses:
         raise DataError(f"{path}: pose file is empty")
-    return np.stack(poses)
+    out = np.stack(poses)
+    check_pose_rotations(out, str(path), linenos)
+    return out
 
 
 def write_kitti_poses(path: PathLike, poses: np.ndarray) -> None:

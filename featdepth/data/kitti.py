@@ -79,7 +79,8 @@ class KittiRawDataset(MonoDataset):
         depth_gt_size: optional ``(H, W)`` to nearest-resize ``depth_gt`` to (KITTI drives differ slightly
             in size; monodepth2 uses ``(375, 1242)``), so samples of different drives can be batched.
 
-    Split entries whose target or requested neighbours do not exist are skipped (``num_skipped``).
+    Split entries whose target, requested neighbours or (with ``load_depth``) depth file do not exist
+    are skipped and counted per reason in ``index_report`` (see :meth:`MonoDataset.index_summary`).
     """
 
     def __init__(
@@ -169,6 +170,19 @@ class KittiRawDataset(MonoDataset):
     def has_frame(self, item: SplitEntry, frame_id: FrameId) -> bool:
         folder, frame, side = self._frame(item, frame_id)
         return frame >= 0 and self._image_path(folder, frame, side).is_file()
+
+    def describe_item(self, item: SplitEntry) -> str:
+        return f"split line '{item[0]} {item[1]} {item[2]}' ({self._image_path(*item)})"
+
+    def frame_path(self, item: SplitEntry, frame_id: FrameId) -> Optional[Path]:
+        folder, frame, side = self._frame(item, frame_id)
+        return self._image_path(folder, frame, side) if frame >= 0 else None
+
+    def skip_reason(self, item: SplitEntry) -> Optional[str]:
+        reason = super().skip_reason(item)
+        if reason is None and self.load_depth and not self.depth_path(item).is_file():
+            return "missing depth file"
+        return reason
 
     def get_color(self, item: SplitEntry, frame_id: FrameId) -> Image.Image:
         return load_image(self._image_path(*self._frame(item, frame_id)))
@@ -342,6 +356,13 @@ class KittiOdometryDataset(MonoDataset):
     def has_frame(self, item: SplitEntry, frame_id: FrameId) -> bool:
         seq, frame, side = self._frame(item, frame_id)
         return frame >= 0 and self._image_path(seq, frame, side).is_file()
+
+    def describe_item(self, item: SplitEntry) -> str:
+        return f"split line '{item[0]} {item[1]} {item[2]}' ({self._image_path(*item)})"
+
+    def frame_path(self, item: SplitEntry, frame_id: FrameId) -> Optional[Path]:
+        seq, frame, side = self._frame(item, frame_id)
+        return self._image_path(seq, frame, side) if frame >= 0 else None
 
     def get_color(self, item: SplitEntry, frame_id: FrameId) -> Image.Image:
         return load_image(self._image_path(*self._frame(item, frame_id)))

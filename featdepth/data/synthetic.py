@@ -47,6 +47,26 @@ __all__ = [
 ]
 
 
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if _check_int(name, value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _check_number(name: str, value: object, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if (value <= 0) if positive else (value < 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
 @dataclass
 class SynthConfig:
     """Parameters of one synthetic sequence.
@@ -83,12 +103,30 @@ class SynthConfig:
         self.speed_range = tuple(float(v) for v in self.speed_range)
         self.facade_range = tuple(float(v) for v in self.facade_range)
         self.intrinsics_norm = tuple(float(v) for v in self.intrinsics_norm)
-        if self.height < 1 or self.width < 1 or self.num_frames < 1 or self.supersample < 1:
-            raise ValueError("height, width, num_frames and supersample must be positive")
-        if not 0 < self.speed_range[0] <= self.speed_range[1]:
-            raise ValueError(f"bad speed_range {self.speed_range}")
+        for name in ("height", "width", "num_frames", "supersample"):
+            _check_positive_int(name, getattr(self, name))
+        _check_int("seed", self.seed)
+        for name in ("baseline", "max_depth", "camera_height", "road_half_width"):
+            _check_number(name, getattr(self, name), positive=True)
+        for name in ("speed_jitter", "yaw_amplitude_deg", "pitch_amplitude_deg", "object_density"):
+            _check_number(name, getattr(self, name), positive=False)
+        for name in ("textureless_fraction", "fog_start"):
+            value = _check_number(name, getattr(self, name), positive=False)
+            if value > 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if len(self.speed_range) != 2 or not 0 < self.speed_range[0] <= self.speed_range[1] or not all(
+            np.isfinite(self.speed_range)
+        ):
+            raise ValueError(f"speed_range must be (min, max) with 0 < min <= max, got {self.speed_range!r}")
+        if len(self.facade_range) != 2 or not self.facade_range[0] <= self.facade_range[1]:
+            raise ValueError(f"facade_range must be (near, far) with near <= far, got {self.facade_range!r}")
         if self.facade_range[0] <= self.road_half_width + 0.5:
-            raise ValueError("facades must stand beyond the road edge")
+            raise ValueError(
+                f"facade_range {self.facade_range!r}: facades must stand beyond the road edge "
+                f"(road_half_width + 0.5 = {self.road_half_width + 0.5})"
+            )
+        if len(self.intrinsics_norm) != 4 or not all(np.isfinite(self.intrinsics_norm)) or min(self.intrinsics_norm[:2]) <= 0:
+            raise ValueError(f"intrinsics_norm must be (fx/W, fy/H, cx/W, cy/H) with fx, fy > 0, got {self.intrinsics_norm!r}")
 
     def intrinsics(self) -> np.ndarray:
         """Pixel intrinsics ``(3, 3)`` float64 of the rendered images."""
@@ -242,13 +280,20 @@ def generate_dataset(
     Sequence ``i`` uses ``SynthConfig(seed=sequence_seed(seed, i), **config_overrides)``; the same
     arguments give byte-identical output.  Prints nothing unless ``progress`` (one line per sequence
     on stderr).
+
+    Raises:
+        ValueError: ``num_sequences`` < 1 or a bad option (the message names the option and the
+            value); checked before anything is written.
     """
+    _check_positive_int("num_sequences", num_sequences)
+    _check_int("seed", seed)
     if "seed" in config_overrides:
         raise TypeError("pass the dataset seed as `seed`, not as a config override")
     known = {f.name for f in fields(SynthConfig)}
     unknown = set(config_overrides) - known
     if unknown:
         raise TypeError(f"unknown SynthConfig fields: {sorted(unknown)}")
+    SynthConfig(seed=0, **config_overrides)  # validate the options before writing anything
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -7,7 +7,7 @@ Colour augmentation follows the published protocol: the jitter parameters (brigh
 saturation in ``(0.8, 1.2)``, hue in ``(-0.1, 0.1)``, applied in a random order like torchvision's
 ``ColorJitter``) are drawn **once per sample** and applied identically to every frame of it; the
 whole augmentation is applied with probability 0.5. (The official FeatDepth HEAD re-draws them per
-frame, spec section 7 item 1.)
+frame, docs/method.md §7 item 1.)
 """
 
 from __future__ import annotations

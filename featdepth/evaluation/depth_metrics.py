@@ -3,7 +3,7 @@
 Everything here is NumPy (plus one ``torch.nn.functional.interpolate`` call for the bilinear resize),
 so it runs anywhere and is easy to check by hand.
 
-The protocol (featdepth spec §4.1, monodepth2 ``evaluate_depth.py``), per image:
+The protocol (featdepth docs/method.md §4.1, monodepth2 ``evaluate_depth.py``), per image:
 
 1. Resize the prediction to the GT size with a bilinear resize with half-pixel centres and no
    antialiasing (the semantics of ``cv2.resize(..., INTER_LINEAR)``). The standard resizes the
@@ -16,7 +16,9 @@ The protocol (featdepth spec §4.1, monodepth2 ``evaluate_depth.py``), per image
    un-scaled prediction). ``scaling="median"`` multiplies by it (monocular models); a float multiplies
    by that fixed factor instead (stereo-trained models: 36 for FeatDepth's baseline of 0.015);
    ``None`` leaves the prediction as it is.
-4. Clamp the prediction to ``[min_depth, max_depth]``.
+4. Clamp the prediction to ``[min_depth, max_depth]``. Predicted values that are NaN, infinite or
+   negative are *not* clamped: they are an error naming the source and the
+   count, or, with ``invalid_predictions="mask"``, left out (and counted in the result).
 5. Metrics (:func:`compute_depth_errors`) per image, then the mean over images (not pixel pooling).
 
 Units: depths in metres. Disparities are "scaled disparities" (``1 / depth`` up to the unknown scale);
@@ -25,8 +27,10 @@ a network's raw sigmoid output goes through :func:`disp_to_depth` first.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence, Union
@@ -57,6 +61,7 @@ DEPTH_METRIC_NAMES: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", 
 GARG_CROP_FRACTIONS: tuple[float, float, float, float] = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 
 Protocol = Literal["eigen", "eigen_benchmark", "uncropped"]
+InvalidPredictions = Literal["error", "mask"]
 Scaling = Union[Literal["median"], float, None]
 
 
@@ -255,6 +260,8 @@ def evaluate_depth_image(
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
     pred_is_disparity: bool = False,
+    invalid_predictions: InvalidPredictions = "error",
+    source: str | None = None,
 ) -> tuple[dict[str, float], float]:
     """Evaluate one prediction against one GT depth map.
 
@@ -269,14 +276,57 @@ def evaluate_depth_image(
             exactly ``max_depth`` and is not a measurement).
         scaling: ``"median"`` (per-image median ratio), a float (fixed factor), or ``None``.
         min_depth, max_depth: metres; the prediction is clamped to this range after scaling.
+        invalid_predictions: what to do with predicted values that are NaN, infinite or negative
+            (they used to be clamped silently to ``min_depth``/``max_depth``): ``"error"`` (default)
+            raises naming ``source`` and the count; ``"mask"`` leaves the GT pixels they touch
+            (after the resize) out of the evaluation (:func:`evaluate_depth` reports how many).
+        source: where ``pred`` comes from (a file name), for error messages.
 
     Returns:
         ``(metrics, ratio)``: the metric dict of :func:`compute_depth_errors` and
         ``ratio = median(gt) / median(pred)`` of the un-scaled, resized prediction on the mask.
 
     Raises:
-        ValueError: bad shapes, an unknown protocol/scaling, or no valid GT pixel.
+        ValueError: bad shapes, an unknown protocol/scaling, no valid GT pixel, or invalid predicted
+            values with ``invalid_predictions="error"``.
     """
+    metrics, ratio, _ = _evaluate_depth_image(
+        gt,
+        pred,
+        protocol=protocol,
+        scaling=scaling,
+        min_depth=min_depth,
+        max_depth=max_depth,
+        pred_is_disparity=pred_is_disparity,
+        invalid_predictions=invalid_predictions,
+        source=source,
+    )
+    return metrics, ratio
+
+
+def _invalid_prediction_text(pred: np.ndarray, invalid: np.ndarray) -> str:
+    counts = {
+        "NaN": int(np.count_nonzero(np.isnan(pred))),
+        "infinite": int(np.count_nonzero(np.isinf(pred))),
+        "negative": int(np.count_nonzero(np.nan_to_num(pred, nan=0.0, posinf=0.0, neginf=0.0) < 0)),
+    }
+    detail = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    return f"{int(np.count_nonzero(invalid))} of {pred.size} predicted values are NaN, infinite or negative ({detail})"
+
+
+def _evaluate_depth_image(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    *,
+    protocol: Protocol,
+    scaling: Scaling,
+    min_depth: float,
+    max_depth: float,
+    pred_is_disparity: bool,
+    invalid_predictions: InvalidPredictions,
+    source: str | None,
+) -> tuple[dict[str, float], float, int]:
+    """:func:`evaluate_depth_image` plus the number of evaluated GT pixels masked for invalid predictions."""
     gt = np.asarray(gt)
     pred = np.asarray(pred)
     if gt.ndim != 2:
@@ -297,15 +347,39 @@ def evaluate_depth_image(
         if isinstance(scaling, str) or not np.isfinite(float(scaling)) or float(scaling) <= 0:
             raise ValueError(f"scaling must be 'median', a positive float or None, got {scaling!r}")
 
+    if invalid_predictions not in ("error", "mask"):
+        raise ValueError(f"invalid_predictions must be 'error' or 'mask', got {invalid_predictions!r}")
+    with np.errstate(invalid="ignore"):
+        invalid = ~np.isfinite(pred) | (pred < 0)
+    if np.any(invalid):
+        if invalid_predictions == "error":
+            where = f"{source}: " if source else ""
+            raise ValueError(
+                f"{where}{_invalid_prediction_text(pred, invalid)}; fix the predictions or pass "
+                "invalid_predictions='mask' to leave those pixels out of the evaluation"
+            )
+        pred = np.where(invalid, np.nan, pred)  # NaN spreads through the resize to every pixel it touches
+
     resized = resize_bilinear(pred, gt.shape)
     if pred_is_disparity:
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             pred_depth = 1.0 / resized
     else:
         pred_depth = resized
 
     if not np.any(mask):
         raise ValueError("no valid ground-truth pixel in this image under the chosen protocol")
+    n_masked = 0
+    if np.any(invalid):
+        usable = ~np.isnan(resized)
+        n_masked = int(np.count_nonzero(mask & ~usable))
+        mask = mask & usable
+        if not np.any(mask):
+            where = f"{source}: " if source else ""
+            raise ValueError(
+                f"{where}no pixel left to evaluate: {_invalid_prediction_text(pred, invalid)} and they cover "
+                f"all {n_masked} valid ground-truth pixels"
+            )
     g = gt[mask].astype(np.float64)
     p = pred_depth[mask].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -315,7 +389,7 @@ def evaluate_depth_image(
     elif scaling is not None:
         p = p * float(scaling)
     p = np.clip(np.nan_to_num(p, nan=min_depth, posinf=max_depth, neginf=min_depth), min_depth, max_depth)
-    return compute_depth_errors(g, p), ratio
+    return compute_depth_errors(g, p), ratio, n_masked
 
 
 @dataclass
@@ -330,6 +404,10 @@ class DepthEvalResult:
         per_image: one metric dict per image.
         ratios: ``(num_images,)`` per-image ratios.
         protocol, scaling: the settings used (scaling as text: ``"median"``, ``"fixed x36"``, ``"none"``).
+        invalid_predictions: ``"error"`` or ``"mask"`` (see :func:`evaluate_depth_image`).
+        num_masked_predictions: valid GT pixels left out because the prediction there was NaN,
+            infinite or negative (only with ``invalid_predictions="mask"``); ``masked_per_image``
+            per image.
     """
 
     metrics: dict[str, float]
@@ -340,6 +418,9 @@ class DepthEvalResult:
     ratios: np.ndarray = field(default_factory=lambda: np.zeros(0))
     protocol: str = "eigen"
     scaling: str = "median"
+    invalid_predictions: str = "error"
+    num_masked_predictions: int = 0
+    masked_per_image: list[int] = field(default_factory=list)
 
     @staticmethod
     def table_header() -> str:
@@ -359,6 +440,9 @@ class DepthEvalResult:
             "metrics": {name: float(self.metrics[name]) for name in DEPTH_METRIC_NAMES},
             "ratio_median": float(self.ratio_median),
             "ratio_std": float(self.ratio_std),
+            "invalid_predictions": self.invalid_predictions,
+            "num_masked_predictions": int(self.num_masked_predictions),
+            "masked_per_image": [int(v) for v in self.masked_per_image],
             "ratios": [float(r) for r in np.asarray(self.ratios).reshape(-1)],
             "per_image": [{k: float(v) for k, v in m.items()} for m in self.per_image],
         }
@@ -373,7 +457,13 @@ class DepthEvalResult:
     def __str__(self) -> str:
         return (
             f"{self.protocol} ({self.num_images} images, scaling {self.scaling}), "
-            f"ratio med {self.ratio_median:.3f} std {self.ratio_std:.3f}\n"
+            f"ratio med {self.ratio_median:.3f} std {self.ratio_std:.3f}"
+            + (
+                f", {self.num_masked_predictions} GT pixels masked (invalid predictions)"
+                if self.num_masked_predictions
+                else ""
+            )
+            + "\n"
             f"{self.table_header()}\n{self.table_row()}"
         )
 
@@ -387,6 +477,8 @@ def evaluate_depth(
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
     preds_are_disparity: bool = False,
+    invalid_predictions: InvalidPredictions = "error",
+    source: str | None = None,
 ) -> DepthEvalResult:
     """Evaluate a set of predictions with :func:`evaluate_depth_image` and average over images.
 
@@ -394,15 +486,17 @@ def evaluate_depth(
         gts: ``N`` GT maps ``(H_i, W_i)`` (sizes may differ between images), metres, 0 = invalid.
         preds: ``N`` predictions ``(h, w)`` (a ``(N, h, w)`` array or a sequence), depth in metres, or
             scaled disparity when ``preds_are_disparity`` (the standard: resize disparity, then invert).
-        protocol, scaling, min_depth, max_depth: see :func:`evaluate_depth_image`.
+        protocol, scaling, min_depth, max_depth, invalid_predictions: see :func:`evaluate_depth_image`.
+        source: where the predictions come from (e.g. the prediction file), named in error messages.
 
     Returns:
         :class:`DepthEvalResult`; ``metrics`` are means over images (every image weighs the same,
         whatever its number of valid pixels).
 
     Raises:
-        ValueError: different numbers of GT maps and predictions, or nothing to evaluate; the message
-            names the offending image index.
+        ValueError: different numbers of GT maps and predictions, nothing to evaluate, or (with
+            ``invalid_predictions="error"``) NaN / inf / negative predicted values; the message
+            names ``source``, the offending image index and the count.
     """
     n_gt, n_pred = len(gts), len(preds)
     if n_gt != n_pred:
@@ -410,10 +504,11 @@ def evaluate_depth(
     if n_gt == 0:
         raise ValueError("nothing to evaluate: no images")
     per_image: list[dict[str, float]] = []
+    masked: list[int] = []
     ratios = np.empty(n_gt, dtype=np.float64)
     for i in range(n_gt):
         try:
-            metrics, ratio = evaluate_depth_image(
+            metrics, ratio, n_masked = _evaluate_depth_image(
                 gts[i],
                 preds[i],
                 protocol=protocol,
@@ -421,10 +516,14 @@ def evaluate_depth(
                 min_depth=min_depth,
                 max_depth=max_depth,
                 pred_is_disparity=preds_are_disparity,
+                invalid_predictions=invalid_predictions,
+                source=None,
             )
         except ValueError as exc:
-            raise ValueError(f"image {i}: {exc}") from exc
+            where = f"{source}: " if source else ""
+            raise ValueError(f"{where}image {i}: {exc}") from exc
         per_image.append(metrics)
+        masked.append(n_masked)
         ratios[i] = ratio
     mean = {name: float(np.mean([m[name] for m in per_image])) for name in DEPTH_METRIC_NAMES}
     med = float(np.median(ratios))
@@ -438,6 +537,9 @@ def evaluate_depth(
         ratios=ratios,
         protocol=protocol,
         scaling=_scaling_name(scaling),
+        invalid_predictions=invalid_predictions,
+        num_masked_predictions=int(sum(masked)),
+        masked_per_image=masked,
     )
 
 
@@ -493,23 +595,71 @@ def load_predictions(path: PathLike) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild NumPy arrays (and nothing else): no user file ever runs code.
+
+    monodepth2's ``gt_depths.npz`` (and :func:`featdepth.evaluation.gt_export.save_gt_depths`) store an
+    object array of per-image maps, which ``np.save`` pickles. Only the globals NumPy needs to rebuild
+    arrays are resolved; any other global (``os.system``, ``builtins.open``, ...) is refused before it
+    can be called.
+    """
+
+    _reconstruct = np.zeros(1).__reduce__()[0]
+    _scalar = np.float32(1).__reduce__()[0]
+    _frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol-5 pickles
+    ALLOWED = {
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "scalar"): _scalar,
+        ("numpy._core.multiarray", "scalar"): _scalar,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # bytes in protocol-2 pickles
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load '{module}.{name}' (only NumPy arrays are allowed)") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refused a persistent id (only NumPy arrays are allowed)")
+
+
+def _read_npy_header(fh: Any) -> np.dtype:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        _, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return dtype
+
+
 def load_gt_depths(path: PathLike) -> list[np.ndarray]:
     """Load monodepth2's ``gt_depths.npz`` (key ``"data"``: object array of per-image ``(H_i, W_i)`` maps).
 
     A plain ``(N, H, W)`` numeric array under ``"data"`` (all images the same size) is accepted too.
+    The object array is read with an unpickler that rebuilds NumPy arrays only (never
+    ``allow_pickle=True``): a file whose pickle would run code or build anything else is refused.
 
     Returns:
         list of ``N`` float32 ``(H_i, W_i)`` arrays in metres (0 = invalid).
 
     Raises:
-        FileNotFoundError: the file does not exist. ValueError: not an ``.npz`` with key ``"data"``, or
-        an entry that is not a 2-D map (message names the file and the entry).
+        FileNotFoundError: the file does not exist. ValueError: not an ``.npz`` with key ``"data"``, a
+        pickle payload that is not plain arrays, or an entry that is not a 2-D map (message names the
+        file and the entry).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ground-truth depth file not found: {path}")
     try:
-        archive = np.load(path, allow_pickle=True, encoding="latin1")
+        archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - np.load raises many types on a corrupt file
         raise ValueError(f"{path}: cannot read as a .npz archive ({exc})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -517,15 +667,29 @@ def load_gt_depths(path: PathLike) -> list[np.ndarray]:
     with archive:
         if "data" not in archive.files:
             raise ValueError(f"{path}: expected key 'data' (monodepth2 format), found keys {archive.files}")
-        data = archive["data"]
+        try:
+            with archive.zip.open("data.npy") as fh:
+                dtype = _read_npy_header(fh)
+                if dtype.hasobject:
+                    data = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
+                else:
+                    data = None
+            if data is None:
+                data = archive["data"]
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError, KeyError, OSError) as exc:
+            raise ValueError(
+                f"{path}: entry 'data' is not a plain array of depth maps ({exc}); the file was not loaded. "
+                "Regenerate it with `featdepth data export-gt` (or save a numeric (N, H, W) array under 'data')"
+            ) from None
+    if not isinstance(data, np.ndarray):
+        raise ValueError(f"{path}: entry 'data' must be an array of depth maps, got {type(data).__name__}")
     if data.dtype != object and data.ndim == 2:
         data = data[None]
     out: list[np.ndarray] = []
     for i in range(len(data)):
-        item = np.asarray(data[i])
-        if item.ndim != 2 or not np.issubdtype(item.dtype, np.number):
-            raise ValueError(
-                f"{path}: entry {i} must be a numeric (H, W) depth map, got shape {item.shape} dtype {item.dtype}"
-            )
+        item = data[i]
+        if not isinstance(item, np.ndarray) or item.ndim != 2 or not np.issubdtype(item.dtype, np.number):
+            shape, dt = (item.shape, item.dtype) if isinstance(item, np.ndarray) else ((), type(item).__name__)
+            raise ValueError(f"{path}: entry {i} must be a numeric (H, W) depth map, got shape {shape} dtype {dt}")
         out.append(item.astype(np.float32, copy=False))
     return out

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence, Union
 
 import numpy as np
+from featdepth.data.kitti_calib import read_raw_calibration
 
 __all__ = [
     "read_velodyne_points",
@@ -282,7 +283,6 @@ def export_gt_depths(
             date = Path(folder).parts[0]
             key = (date, cam)
             if key not in calib_cache:
-                from featdepth.data.kitti_calib import read_raw_calibration
 
                 calib_dir = data_path / date
                 try:

@@ -4,7 +4,7 @@ Pose conventions: see :mod:`featdepth.evaluation.trajectory`. Absolute poses are
 ``(N, 4, 4)``; relative poses between consecutive frames are ``T_{i+1<-i}`` ``(N, 4, 4)`` (maps
 frame-``i`` points into frame ``i+1``; monodepth2's GT "local pose" ``inv(inv(G_i) @ G_{i+1})``).
 
-**ATE-5** (spec §4.2a). For every start ``i``, the ``length - 1`` relative poses ``rel[i : i+length-1]``
+**ATE-5** (docs/method.md §4.2a). For every start ``i``, the ``length - 1`` relative poses ``rel[i : i+length-1]``
 are accumulated exactly as monodepth2's ``dump_xyz`` does (``M_0 = I``, ``M_{k+1} = M_k @ rel[i+k]``,
 positions ``M_k[:3, 3]``), for GT and prediction alike; then the first positions are aligned
 (``pred += gt[0] - pred[0]``), the least-squares scale ``s = sum(gt * pred) / sum(pred^2)`` is applied
@@ -12,7 +12,7 @@ and ``ATE = sqrt(sum ||s pred - gt||^2) / n`` (the square root of the *sum*, div
 positions ``n``). Like monodepth2, starts run over every relative pose, so the last
 ``length - 2`` snippets are shorter (``n < length``); ``include_partial=False`` drops them.
 
-**KITTI devkit** (spec §4.2b): segments of 100..800 m start every 10 frames from frame 0; the last
+**KITTI devkit** (docs/method.md §4.2b): segments of 100..800 m start every 10 frames from frame 0; the last
 frame is the first whose travelled GT distance exceeds the start's by more than the length;
 ``E = inv(inv(P_r[a]) P_r[b]) @ (inv(P_g[a]) P_g[b])``; ``t_err = ||t_E|| / len``,
 ``r_err = arccos(clip((tr R_E - 1) / 2, -1, 1)) / len``; results are means over all segments,
@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from featdepth.evaluation.trajectory import check_rotations
 
 __all__ = [
     "KITTI_SEGMENT_LENGTHS",
@@ -256,7 +257,12 @@ def umeyama_alignment(x: np.ndarray, y: np.ndarray, with_scale: bool = True) -> 
 
 
 def align_trajectory(
-    gt: np.ndarray, pred: np.ndarray, align: Alignment = "scale"
+    gt: np.ndarray,
+    pred: np.ndarray,
+    align: Alignment = "scale",
+    *,
+    gt_name: str = "ground-truth",
+    pred_name: str = "predicted",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Align ``pred`` to ``gt`` (both ``(N, 4, 4)`` ``T_world_cam``) by an Umeyama fit of the positions.
 
@@ -268,6 +274,10 @@ def align_trajectory(
 
     Returns:
         ``(aligned (N, 4, 4), R, t, s)`` (identity, zero and 1 for ``"none"``).
+
+    Raises:
+        ValueError: with ``"scale"``/``"sim3"``, a degenerate trajectory (all positions identical);
+            the message uses ``gt_name`` / ``pred_name`` (pass the file names when known).
     """
     G = _as_poses(gt, "gt")
     P = _as_poses(pred, "pred")
@@ -277,6 +287,12 @@ def align_trajectory(
         return P.copy(), np.eye(3), np.zeros(3), 1.0
     if align not in ("scale", "sim3"):
         raise ValueError(f"align must be 'none', 'scale' or 'sim3', got {align!r}")
+    for name, X in ((pred_name, P), (gt_name, G)):
+        if X.shape[0] >= 2 and not np.any(np.ptp(X[:, :3, 3], axis=0) > 0):
+            raise ValueError(
+                f"{name} trajectory is degenerate: all {X.shape[0]} camera positions are identical "
+                f"(the camera never moves), so the '{align}' alignment scale is undefined"
+            )
     R, t, s = umeyama_alignment(P[:, :3, 3].T, G[:, :3, 3].T, with_scale=True)
     out = P.copy()
     out[:, :3, 3] *= s
@@ -294,6 +310,9 @@ def kitti_odometry_errors(
     align: Alignment = "none",
     lengths: Sequence[float] = KITTI_SEGMENT_LENGTHS,
     step: int = 10,
+    *,
+    gt_name: str = "ground-truth",
+    pred_name: str = "predicted",
 ) -> dict[str, Any]:
     """KITTI odometry t_err (%) and r_err (deg / 100 m) of a full trajectory.
 
@@ -308,8 +327,25 @@ def kitti_odometry_errors(
         ``per_length`` (``{len: {"t_err_percent", "r_err_deg_per_100m", "num_segments"}}``, lengths
         without segments omitted) and ``segments`` (the ``(M, 5)`` array of :func:`calc_sequence_errors`).
         With no segment at all (trajectory shorter than the smallest length), the errors are NaN.
+
+    Raises:
+        ValueError: a pose whose rotation block is not a rotation (all-zero poses included), or a
+            degenerate ground truth (the camera never moves: no segment can ever be measured); the
+            message uses ``gt_name`` / ``pred_name`` (pass the file names when known).
     """
-    aligned, _, _, s = align_trajectory(gt, pred, align)
+
+    G = _as_poses(gt, "gt")
+    P = _as_poses(pred, "pred")
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P))):
+        raise ValueError(f"{gt_name if not np.all(np.isfinite(G)) else pred_name} trajectory has non-finite values")
+    check_rotations(G, f"{gt_name} trajectory")
+    check_rotations(P, f"{pred_name} trajectory")
+    if G.shape[0] >= 2 and trajectory_distances(G)[-1] == 0:
+        raise ValueError(
+            f"{gt_name} trajectory is degenerate: all {G.shape[0]} camera positions are identical "
+            "(the camera never moves, total distance 0 m); KITTI segment errors are undefined"
+        )
+    aligned, _, _, s = align_trajectory(gt, pred, align, gt_name=gt_name, pred_name=pred_name)
     seg = calc_sequence_errors(gt, aligned, lengths, step)
     per_length: dict[float, dict[str, float]] = {}
     for length in lengths:

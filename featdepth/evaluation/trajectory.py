@@ -12,6 +12,9 @@ Conventions (docs/design.md):
 
 KITTI files: one line per pose, the 12 row-major numbers of the top ``3 x 4`` of ``T_world_cam``.
 TUM files: ``timestamp tx ty tz qx qy qz qw`` (Hamilton quaternion, scalar last), ``#`` comments.
+
+Readers refuse what is not a trajectory: rotation blocks that are not rotations (orthonormal within
+:data:`ROTATION_TOLERANCE`, det +1), quaternions far from unit norm, all-zero files.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = [
     "read_kitti_trajectory",
     "write_tum_trajectory",
     "read_tum_trajectory",
+    "check_rotations",
+    "ROTATION_TOLERANCE",
 ]
 
 PathLike = Union[str, Path]
@@ -159,25 +164,68 @@ def _parse_floats(path: Path, lineno: int, line: str, expected: int, what: str) 
     return values
 
 
+#: Largest accepted deviation of a rotation block from a rotation, ``max(max|R^T R - I|, |det R - 1|)``
+#: (loose enough for 6-digit files and float32 chaining, tight enough for scaled or garbage blocks).
+ROTATION_TOLERANCE = 1e-2
+
+
+def check_rotations(
+    poses: np.ndarray, source: str, linenos: Sequence[int] | None = None, tol: float = ROTATION_TOLERANCE
+) -> None:
+    """Refuse ``(N, 4, 4)`` poses whose ``3 x 3`` blocks are not rotations (orthonormal within ``tol``, det +1).
+
+    Raises:
+        ValueError: naming ``source``, the line (or pose index) and the deviation; an all-zero
+            trajectory gets a plain message of its own.
+    """
+    P = np.asarray(poses, dtype=np.float64)
+    if P.size and not np.any(P[:, :3, :4]):
+        raise ValueError(f"{source}: every pose is all zeros ({P.shape[0]} poses): not a trajectory")
+    for i in range(P.shape[0]):
+        where = f"line {linenos[i]}" if linenos is not None else f"pose {i}"
+        if not np.any(P[i, :3, :4]):
+            raise ValueError(f"{source}, {where}: all 12 values are zero (not a pose)")
+        R = P[i, :3, :3]
+        orth = float(np.max(np.abs(R.T @ R - np.eye(3))))
+        det = float(np.linalg.det(R))
+        if orth > tol or abs(det - 1.0) > tol:
+            raise ValueError(
+                f"{source}, {where}: the 3x3 rotation block is not a rotation "
+                f"(max |R^T R - I| = {orth:.3g}, det = {det:.4g}; tolerance {tol:g})"
+            )
+
+
 def read_kitti_trajectory(path: PathLike) -> np.ndarray:
     """Read a KITTI trajectory file -> ``(N, 4, 4)`` float64 ``T_world_cam``. Blank lines are skipped.
 
     Raises:
-        FileNotFoundError: missing file. ValueError: a line without exactly 12 numbers (names file and line).
+        FileNotFoundError: missing file. ValueError: a line without exactly 12 numbers, an all-zero
+        file, or a rotation block that is not a rotation (see :func:`check_rotations`); the message
+        names the file and the line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trajectory file not found: {path}")
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    linenos = []
+    for lineno, line in enumerate(_read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         rows.append(_parse_floats(path, lineno, line, 12, "a row-major 3x4 pose"))
+        linenos.append(lineno)
     if not rows:
         raise ValueError(f"{path}: no poses in the file")
     out = np.tile(np.eye(4), (len(rows), 1, 1))
     out[:, :3, :] = np.asarray(rows).reshape(-1, 3, 4)
+    check_rotations(out, str(path), linenos)
     return out
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text trajectory file (byte at offset {exc.start})") from None
 
 
 def write_tum_trajectory(
@@ -213,13 +261,19 @@ def read_tum_trajectory(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"trajectory file not found: {path}")
     ts, poses = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(_read_utf8(path).splitlines(), start=1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue
         v = _parse_floats(path, lineno, s, 8, "timestamp tx ty tz qx qy qz qw")
-        if np.linalg.norm(v[4:]) == 0:
+        norm = float(np.linalg.norm(v[4:]))
+        if norm == 0:
             raise ValueError(f"{path}, line {lineno}: zero quaternion")
+        if abs(norm - 1.0) > ROTATION_TOLERANCE:
+            raise ValueError(
+                f"{path}, line {lineno}: quaternion (qx qy qz qw) has norm {norm:.4g}, not 1 "
+                f"(tolerance {ROTATION_TOLERANCE:g}): not a rotation"
+            )
         T = np.eye(4)
         T[:3, :3] = quaternion_to_rotation_matrix(np.asarray(v[4:]))
         T[:3, 3] = v[1:4]

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from featdepth.experiments.runner import EVAL_REGIONS, REGION_NAMES
+from featdepth.experiments.regions import EVAL_REGIONS, REGION_NAMES
+from featdepth.losses.featurenet import feature_gradient_terms
+from featdepth.training.logging import pca_image
 
 __all__ = ["gradient_magnitude_maps", "region_gradient_stats", "feature_statistics", "write_pca_images"]
 
@@ -124,7 +126,6 @@ def feature_statistics(feature_nets: Mapping[str, Any], images: Tensor, regions:
         images: ``(N, 3, H, W)`` in [0, 1].
         regions: ``N`` label maps.
     """
-    from featdepth.losses.featurenet import feature_gradient_terms
 
     dev = torch.device(device)
     extractors: dict[str, Any] = {}
@@ -167,13 +168,12 @@ def _ratio(a: float | None, b: float | None) -> float:
 def write_pca_images(feature_nets: Mapping[str, Any], images: Tensor, out_dir: str | Path, *,
                      device: torch.device | str = "cpu", prefix: str = "pca") -> list[Path]:
     """For each image, one PNG ``<prefix>_<k>.png``: the input and the PCA image
-    (:func:`~featdepth.engine.logging.pca_image`) of every FeatureNet's features, side by side with titles."""
+    (:func:`~featdepth.training.logging.pca_image`) of every FeatureNet's features, side by side with titles."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from featdepth.engine.logging import pca_image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ Measures (each an error map averaged over the pixels of a region):
   on the raw RGB images area-downsampled to H/2 and warped with ``K/2`` (the feature-metric loss with
   the image itself as the "feature");
 - one per FeatureNet given: the feature-metric error on its ``extract()`` features (64 ch at H/2 for
-  level 0), warped with ``K/stride``, exactly as in training (spec §2.3).
+  level 0), warped with ``K/stride``, exactly as in training (docs/method.md §2.3).
 
 The pixel set is fixed along a sweep: a pixel counts when its reprojection lies inside the source
 image for every value of the sweep, and it belongs to the (eroded) region at that resolution. The
@@ -39,7 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from featdepth.experiments.runner import REGION_NAMES
+from featdepth.experiments.regions import REGION_NAMES
+from featdepth.data.io import read_intrinsics_file
+from featdepth.evaluation.loop import load_folder_sequence
+from featdepth.geometry import intrinsics_for_stride, warp
+from featdepth.losses.feature_metric import feature_metric_error
+from featdepth.losses.photometric import appearance_error
 
 __all__ = [
     "LandscapePair",
@@ -158,8 +163,6 @@ def pairs_from_sequences(root: str | Path, names: Sequence[str], height: int, wi
     Images are loaded at ``height x width``; GT depth and regions are nearest-resized to that size when
     they are stored at another size, and ``K`` is scaled accordingly.
     """
-    from featdepth.data.io import read_intrinsics_file
-    from featdepth.evaluation.inference import load_folder_sequence
 
     pairs: list[LandscapePair] = []
     per_seq = max(1, math.ceil(num_pairs / max(1, len(names))))
@@ -251,9 +254,6 @@ def compute_landscape(
     Returns:
         A :class:`Landscape` with curves of ``photometric``, ``intensity`` and each FeatureNet.
     """
-    from featdepth.geometry import intrinsics_for_stride, warp
-    from featdepth.losses.feature_metric import feature_metric_error
-    from featdepth.losses.photometric import appearance_error
 
     dev = torch.device(device)
     tgt, src = pair.target.to(dev), pair.source.to(dev)

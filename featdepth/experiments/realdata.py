@@ -31,17 +31,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from featdepth.experiments.runner import (
-    FEATURENET_SETTINGS,
-    VARIANTS,
-    ExperimentPreset,
-    _log,
-    _write_json,
-    common_overrides,
-    load_system,
-    train_featurenet,
-    train_variant,
-)
+from featdepth.config import load_config
+from featdepth.data import KittiRawDataset
+from featdepth.evaluation.loop import evaluate_depth_batches, evaluate_pose, load_folder_sequence
+from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, ExperimentPreset
+from featdepth.experiments.runs import common_overrides, log, train_featurenet, train_variant
+from featdepth.inference.loading import load
+from featdepth.inference.model import Model
+from featdepth.models.stage import StageNetworks
+from featdepth.utils.files import write_json
+from featdepth.utils.runtime import resolve_device, seed_everything
 
 __all__ = [
     "RealDataMissing",
@@ -167,7 +166,6 @@ def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPres
 
 def load_raw_eval(raw_root: str | Path, height: int, width: int) -> tuple[torch.Tensor, list[np.ndarray]]:
     """The 7 left frames of ``kitti_raw_tiny`` at the network size and their lidar depth at full size."""
-    from featdepth.data import KittiRawDataset
 
     lines = [f"{RAW_DRIVE} {i} l" for i in range(RAW_FRAMES)]
     ds = KittiRawDataset(raw_root, lines, [0], height, width, is_train=False, load_depth=True)
@@ -185,37 +183,21 @@ def to_grey(images: torch.Tensor) -> torch.Tensor:
     return (images * w).sum(1, keepdim=True).expand_as(images).contiguous()
 
 
-def evaluate_raw_depth(system: Any, images: torch.Tensor, gts: Sequence[np.ndarray], *,
-                       device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Eigen protocol (Garg crop, 1e-3 < gt < 80, per-image median scaling) on the given frames."""
-    from featdepth.evaluation.depth_metrics import evaluate_depth
-    from featdepth.evaluation.inference import predict_disparity
-    from featdepth.models.layers import disp_to_depth
-
-    m = system.cfg.model
-    disp = predict_disparity(system, images, device=device)
-    _, depth = disp_to_depth(disp, m.min_depth, m.max_depth)
-    preds = [d[0].numpy() for d in depth]
-    res = evaluate_depth(list(gts), preds, protocol="eigen", scaling="median", min_depth=1e-3, max_depth=80.0)
-    out = {"metrics": dict(res.metrics), "ratio_median": res.ratio_median, "ratio_std": res.ratio_std,
-           "num_images": res.num_images, "per_image_abs_rel": [p["abs_rel"] for p in res.per_image]}
-    return out
+def evaluate_raw_depth(model: Model, images: torch.Tensor, gts: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Eigen protocol (Garg crop, 1e-3 < gt < 80, per-image median scaling) on the given frames, through the
+    one evaluation loop."""
+    res, _ = evaluate_depth_batches(model, [(images, list(gts))], protocol="eigen", scaling="median",
+                                    min_depth=1e-3, max_depth=80.0)
+    return {"metrics": dict(res.metrics), "ratio_median": res.ratio_median, "ratio_std": res.ratio_std,
+            "num_images": res.num_images, "per_image_abs_rel": [p["abs_rel"] for p in res.per_image]}
 
 
-def odometry_ate(system: Any, odom_root: Path, height: int, width: int, *, name: str = "odom06",
-                 device: torch.device | str = "cpu") -> dict[str, float]:
+def odometry_ate(model: Model, odom_root: Path, height: int, width: int, *, name: str = "odom06") -> dict[str, Any]:
     """5-frame ATE of the model's PoseNet on the odometry clip built by :func:`build_odom_folder`
     (and of predicting no motion)."""
-    from featdepth.evaluation.inference import load_folder_sequence, predict_relative_poses
-    from featdepth.evaluation.pose_metrics import snippets_from_relative_poses
-    from featdepth.evaluation.trajectory import relative_poses_from_absolute
-
     seq = load_folder_sequence(odom_root, name, height, width)
-    rel_gt = relative_poses_from_absolute(seq.poses)
-    rel_pred = predict_relative_poses(system, seq.images, device=device)
-    ates = snippets_from_relative_poses(rel_gt, rel_pred)
-    zero = snippets_from_relative_poses(rel_gt, np.broadcast_to(np.eye(4), rel_gt.shape).copy())
-    return {"ate5": float(np.mean(ates)), "ate5_std": float(np.std(ates)), "zero_motion_ate5": float(np.mean(zero))}
+    pose = evaluate_pose(model, seq.images, seq.poses)
+    return {k: pose[k] for k in ("ate5", "ate5_std", "zero_motion_ate5", "t_err", "r_err")}
 
 
 def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str | Path | None = None,
@@ -228,9 +210,6 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
     Raises:
         RealDataMissing: the samples are not available.
     """
-    from featdepth.config import load_config
-    from featdepth.engine.trainer import resolve_device, seed_everything
-    from featdepth.models.system import FeatDepthSystem
 
     r = preset.real
     if r is None:
@@ -248,7 +227,9 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
     # untrained reference (a random network: close to a constant prediction after median scaling)
     seed_everything(r.seeds[0])
     cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + ["train.stage=baseline"])
-    results["untrained"] = evaluate_raw_depth(FeatDepthSystem(cfg0, stage="baseline").to(dev).eval(), images, gts, device=dev)
+    nets0 = StageNetworks(cfg0, stage="baseline").to(dev).eval()
+    results["untrained"] = evaluate_raw_depth(Model.from_networks(nets0.depth_net, nets0.pose_net, cfg0, stage="baseline",
+                                                                  source="untrained"), images, gts)
 
     for source in r.sources:
         if source == "odom" and odom_root is None:
@@ -261,23 +242,23 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
             fn_ckpt: dict[str, str] = {}
             for setting in sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index):
                 d = out / source / "featurenets" / setting / f"seed{seed}"
-                _log(f"real[{source}] FeatureNet '{setting}' seed {seed} -> {d}")
+                log(f"real[{source}] FeatureNet '{setting}' seed {seed} -> {d}")
                 fn_ckpt[setting] = train_featurenet(base, setting, d, slim=slim)["checkpoint"]
             for v in variants:
                 d = out / source / "runs" / v.name / f"seed{seed}"
-                _log(f"real[{source}] {v.name} seed {seed} -> {d}")
+                log(f"real[{source}] {v.name} seed {seed} -> {d}")
                 t0 = time.perf_counter()
                 cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get(v.featurenet) if v.featurenet else None,
                                        slim=slim)
-                system = load_system(cfg, v.stage, s["checkpoint"], dev)
-                ev = evaluate_raw_depth(system, eval_images, gts, device=dev)
+                system = load(s["checkpoint"], device=dev)
+                ev = evaluate_raw_depth(system, eval_images, gts)
                 run = {"source": source, "variant": v.name, "seed": seed, "out_dir": str(d), "steps": s.get("steps"),
                        "wall_seconds": s.get("wall_seconds", time.perf_counter() - t0), "eval": ev}
-                if odom_root is not None and system.pose_net is not None:
-                    run["odometry"] = odometry_ate(system, odom_root, r.height, r.width, device=dev)
+                if odom_root is not None and system.has_pose:
+                    run["odometry"] = odometry_ate(system, odom_root, r.height, r.width)
                 del system
-                _write_json(d / "result.json", run)
+                write_json(d / "result.json", run)
                 results["runs"].append(run)
-                _log(f"    abs_rel {ev['metrics']['abs_rel']:.4f} sq_rel {ev['metrics']['sq_rel']:.4f} "
+                log(f"    abs_rel {ev['metrics']['abs_rel']:.4f} sq_rel {ev['metrics']['sq_rel']:.4f} "
                      f"a1 {ev['metrics']['a1']:.4f}")
     return results

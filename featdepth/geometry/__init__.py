@@ -61,3 +61,24 @@ __all__ = [
     "Project3D",
     "Warper",
 ]
+
+# scale recovery from the camera height (imported last: it builds on camera and warp)
+from featdepth.geometry.scale_recovery import (  # noqa: E402
+    PlaneFit,
+    ScaleRecoveryResult,
+    SequenceScale,
+    fit_plane,
+    recover_scale_from_camera_height,
+    recover_scale_from_camera_height_batch,
+    sequence_scale,
+)
+
+__all__ += [
+    "PlaneFit",
+    "ScaleRecoveryResult",
+    "SequenceScale",
+    "fit_plane",
+    "recover_scale_from_camera_height",
+    "recover_scale_from_camera_height_batch",
+    "sequence_scale",
+]

@@ -147,7 +147,7 @@ def _inverse_rt(R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def pose_from_axis_angle_translation(axis_angle: Tensor, translation: Tensor, invert: bool = False) -> Tensor:
-    """Rigid transform from a PoseNet output (axis-angle and translation), spec section 1.4.
+    """Rigid transform from a PoseNet output (axis-angle and translation), docs/method.md §1.4.
 
     Args:
         axis_angle: ``(B, 3)`` (or any ``(..., 3)``) axis-angle in radians.

@@ -10,7 +10,7 @@ Conventions (see ``docs/design.md``):
 - Normalisation for ``grid_sample``: with ``align_corners=True`` pixel ``u`` maps to ``2u/(W-1) - 1``; with
   ``False`` to ``(2u+1)/W - 1``. The same flag is always passed to ``grid_sample``, so an identity warp
   reproduces the source exactly under either setting (the official code normalised with ``W-1`` but sampled
-  with PyTorch's default ``align_corners=False``, a sub-pixel misregistration; spec section 7 item 6).
+  with PyTorch's default ``align_corners=False``, a sub-pixel misregistration; docs/method.md §7 item 6).
 
 Precision: the geometry runs with autocast disabled, in float32 (float64 if any geometric input is float64,
 for gradcheck); half-precision depth / K / T are upcast. The source is sampled in float32 (float64 for a

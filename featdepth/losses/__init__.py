@@ -1,4 +1,4 @@
-"""featdepth.losses: per-pixel loss maps and reduced loss terms (spec §2).
+"""featdepth.losses: per-pixel loss maps and reduced loss terms (docs/method.md §2).
 
 Primitives return per-pixel maps where a minimum is taken later (SSIM, appearance error,
 feature-metric error) and reduced scalars otherwise. The total objectives that assemble them live

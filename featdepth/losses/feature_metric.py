@@ -1,4 +1,4 @@
-"""Feature-metric loss (spec §2.3): channel-mean Charbonnier between target and warped features.
+"""Feature-metric loss (docs/method.md §2.3): channel-mean Charbonnier between target and warped features.
 
 Precision: half/bfloat16 inputs are upcast to float32 and autocast is disabled inside (the
 Charbonnier ``eps**2 = 1e-6`` matters); float64 stays float64.
@@ -42,7 +42,7 @@ def feature_metric_error(target_features: Tensor, warped_features: Tensor, eps: 
 def feature_metric_loss(
     target_features: Tensor, warped_features: Sequence[Tensor], eps: float = 1e-3
 ) -> Tensor:
-    r"""Scalar feature-metric loss :math:`L_{fm} = \operatorname{mean}_p \min_f e_{fm,f}(p)` (spec §2.3).
+    r"""Scalar feature-metric loss :math:`L_{fm} = \operatorname{mean}_p \min_f e_{fm,f}(p)` (docs/method.md §2.3).
 
     A per-pixel minimum over the sources, with no auto-mask and no other masking. The reference
     code adds it at every scale with weight ``perception_weight / N_scales``; the value does not

@@ -1,7 +1,7 @@
-"""FeatureNet (auto-encoder) losses, spec §2.5: discriminative + convergent regularisation and
+"""FeatureNet (auto-encoder) losses, docs/method.md §2.5: discriminative + convergent regularisation and
 multi-scale reconstruction.
 
-Sign convention (spec §7 item 14/16): :func:`feature_regularization` reports the unweighted terms as
+Sign convention (docs/method.md §7 item 14/16): :func:`feature_regularization` reports the unweighted terms as
 *positive* magnitudes (``discriminative`` is a mean feature-gradient magnitude); the loss uses
 ``-dis * discriminative + cvt * convergent``. The discriminative term is unbounded below, so
 monitor the reported ``discriminative`` value (it grows with the feature norm).
@@ -58,7 +58,7 @@ def feature_regularization(
     dis: float = 1e-3,
     cvt: float = 1e-3,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    r"""Discriminative + convergent feature regularisation over the encoder levels (spec §2.5).
+    r"""Discriminative + convergent feature regularisation over the encoder levels (docs/method.md §2.5).
 
     .. math::
 
@@ -103,7 +103,7 @@ def reconstruction_loss(
     image: Tensor,
     ssim_weight: float = 0.85,
 ) -> Tensor:
-    r"""Multi-scale FeatureNet reconstruction loss (spec §2.5).
+    r"""Multi-scale FeatureNet reconstruction loss (docs/method.md §2.5).
 
     .. math::
 

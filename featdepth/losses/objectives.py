@@ -1,4 +1,4 @@
-"""The total objectives of FeatDepth (spec §2.6), assembled from the loss primitives.
+"""The total objectives of FeatDepth (docs/method.md §2.6), assembled from the loss primitives.
 
 Each objective returns a :class:`LossOutput`: the weighted total, every *unweighted* term by name,
 and the weight each term carries in the total, so logs can show both (the official code printed
@@ -66,7 +66,7 @@ def depth_objective(
     feature_warped: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> LossOutput:
-    """Stage-2 objective (spec §2.6, ``mono_fm``), or the baseline when no features are given.
+    """Stage-2 objective (docs/method.md §2.6, ``mono_fm``), or the baseline when no features are given.
 
     Args:
         target: un-augmented target image ``(B,3,H,W)``.
@@ -140,7 +140,7 @@ def featurenet_objective(
     convergent_weight: float = 1e-3,
     ssim_weight: float = 0.85,
 ) -> LossOutput:
-    """Stage-1 objective (spec §2.6, ``autoencoder``).
+    """Stage-1 objective (docs/method.md §2.6, ``autoencoder``).
 
     ``total = reconstruction − α·discriminative + β·convergent`` where ``discriminative`` and
     ``convergent`` are the level-weighted first- and second-order edge-weighted feature gradient

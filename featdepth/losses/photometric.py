@@ -1,4 +1,4 @@
-"""Photometric primitives and the min-reprojection / auto-masking rule (spec §2.1, §2.2).
+"""Photometric primitives and the min-reprojection / auto-masking rule (docs/method.md §2.1, §2.2).
 
 All functions return per-pixel maps except :func:`photometric_loss`, the reduced convenience.
 
@@ -28,7 +28,7 @@ __all__ = ["MinReprojection", "appearance_error", "min_reprojection", "photometr
 
 
 def robust_l1(x: Tensor, y: Tensor, eps: float = 1e-3) -> Tensor:
-    r"""Element-wise Charbonnier penalty :math:`\sqrt{(x - y)^2 + \epsilon^2}` (spec §2.1).
+    r"""Element-wise Charbonnier penalty :math:`\sqrt{(x - y)^2 + \epsilon^2}` (docs/method.md §2.1).
 
     Note this is *not* kornia's ``charbonnier_loss`` (a different formula); at ``x == y`` it is ``eps``.
 
@@ -58,7 +58,7 @@ def _charbonnier(diff: Tensor, eps: float = 1e-3) -> Tensor:
 def appearance_error(
     pred: Tensor, target: Tensor | SSIMTarget, ssim_weight: float = 0.85, robust: bool = True
 ) -> Tensor:
-    r"""Per-pixel appearance error ``e(pred, target)`` of spec §2.1.
+    r"""Per-pixel appearance error ``e(pred, target)`` of docs/method.md §2.1.
 
     .. math::
 
@@ -145,7 +145,7 @@ def min_reprojection(
     noise_std: float = 1e-5,
     generator: torch.Generator | None = None,
 ) -> MinReprojection:
-    """Per-pixel minimum over sources with monodepth2-style auto-masking (spec §2.2).
+    """Per-pixel minimum over sources with monodepth2-style auto-masking (docs/method.md §2.2).
 
     The candidates are stacked as ``[identity errors + N(0, noise_std^2), reprojection errors]``,
     identity errors **before** the warped ones exactly as the reference code, and the per-pixel
@@ -204,7 +204,7 @@ def photometric_loss(
 ) -> Tensor:
     """Scalar photometric loss: the mean over ``B x H x W`` of :func:`min_reprojection`'s ``loss_map``.
 
-    This is ``L_ph,s`` of spec §2.2 for one scale (before the ``1 / N_scales`` weight). Arguments
+    This is ``L_ph,s`` of docs/method.md §2.2 for one scale (before the ``1 / N_scales`` weight). Arguments
     as in :func:`min_reprojection`.
     """
     return min_reprojection(reprojection_errors, identity_errors, noise_std, generator).loss_map.mean()

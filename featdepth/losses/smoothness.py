@@ -1,4 +1,4 @@
-"""Edge-aware first- and second-order smoothness (spec §2.4), shared with the FeatureNet terms (§2.5).
+"""Edge-aware first- and second-order smoothness (docs/method.md §2.4), shared with the FeatureNet terms (§2.5).
 
 Derivatives are forward differences on the last two axes::
 
@@ -98,7 +98,7 @@ def smoothness_terms(
     edge_scale: float = 0.5,
     normalize: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    r"""First- and second-order edge-aware disparity smoothness ``(S1, S2)``, spec §2.4.
+    r"""First- and second-order edge-aware disparity smoothness ``(S1, S2)``, docs/method.md §2.4.
 
     .. math::
 
@@ -143,7 +143,7 @@ def edge_aware_smoothness(
     edge_scale: float = 0.5,
     normalize: bool = True,
 ) -> Tensor:
-    """Scalar edge-aware smoothness ``S1 (+ S2)`` of spec §2.4 (``L_sm,s`` before its weights).
+    """Scalar edge-aware smoothness ``S1 (+ S2)`` of docs/method.md §2.4 (``L_sm,s`` before its weights).
 
     The defaults are FeatDepth's mono setting (first + second order, ``exp(-0.5 |dI|)``,
     mean-normalised disparity); use ``normalize=False`` in stereo / MS mode. The weighting

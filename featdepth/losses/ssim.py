@@ -1,6 +1,6 @@
 """Per-pixel SSIM with a 3x3 box window (the FeatDepth / monodepth2 variant).
 
-Spec §2.1: both images are reflection-padded by 1 pixel, then a 3x3 average pooling with stride 1
+docs/method.md §2.1: both images are reflection-padded by 1 pixel, then a 3x3 average pooling with stride 1
 gives the local means, variances and covariance; ``C1 = 0.01**2`` and ``C2 = 0.03**2`` (images in
 ``[0, 1]``). The dissimilarity used by the photometric loss is ``clamp((1 - SSIM) / 2, 0, 1)``.
 
@@ -197,7 +197,7 @@ def ssim_map(x: Tensor, y: Tensor | SSIMTarget, c1: float = 0.01**2, c2: float =
 
 
 def ssim_dissimilarity(x: Tensor, y: Tensor | SSIMTarget, c1: float = 0.01**2, c2: float = 0.03**2) -> Tensor:
-    """Per-pixel SSIM dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)``, spec §2.1.
+    """Per-pixel SSIM dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)``, docs/method.md §2.1.
 
     Args:
         x: image ``(B, C, H, W)`` in ``[0, 1]``, or a stack ``(S, B, C, H, W)`` (see :func:`ssim_map`).

@@ -4,7 +4,7 @@ Both take the 5-level encoder pyramid ``[f0..f4]`` (see :class:`~featdepth.model
 and return ``{scale: disp}`` with sigmoid disparities ``(B,1,h,w)`` in ``(0, 1)``; ``scale_strides``
 gives each scale's downsampling factor relative to the input image.
 
-Submodule names of :class:`FeatDepthDecoder` follow the official ``DepthDecoder`` (spec §1.7), so an
+Submodule names of :class:`FeatDepthDecoder` follow the official ``DepthDecoder`` (docs/method.md §1.7), so an
 official checkpoint maps by replacing the prefix ``DepthDecoder.`` with ``decoder.`` (in DepthNet):
 ``reduce1..reduce4`` (:class:`Conv1x1`), ``iconv1..iconv4`` / ``merge1..merge4`` (:class:`Conv3x3`),
 ``crp1..crp4`` (``nn.Sequential`` holding one :class:`CRPBlock`, hence ``crp2.0.1_pointwise.conv.weight``),
@@ -41,7 +41,7 @@ def _check_features(features: Sequence[Tensor], num_ch_enc: Sequence[int], who: 
 
 
 class FeatDepthDecoder(nn.Module):
-    """FeatDepth's Light-Weight-RefineNet decoder with chained residual pooling (spec §1.3).
+    """FeatDepth's Light-Weight-RefineNet decoder with chained residual pooling (docs/method.md §1.3).
 
     Args:
         num_ch_enc: channels of ``f0..f4`` (``f0`` is not used).

@@ -1,4 +1,4 @@
-"""ResNet encoders (torchvision ResNet v1.5) returning the 5-level feature pyramid of spec §1.1.
+"""ResNet encoders (torchvision ResNet v1.5) returning the 5-level feature pyramid of docs/method.md §1.1.
 
 One factory, :func:`build_encoder`, builds every backbone. Weights:
 
@@ -9,7 +9,7 @@ One factory, :func:`build_encoder`, builds every backbone. Weights:
 
 The torchvision model is kept as ``self.encoder`` (including its unused ``fc``, so ImageNet state
 dicts load strictly), so state-dict keys read ``encoder.conv1.weight`` … like the official
-``DepthEncoder.encoder.*`` / ``PoseEncoder.encoder.*`` / ``Encoder.encoder.*`` (spec §1.7).
+``DepthEncoder.encoder.*`` / ``PoseEncoder.encoder.*`` / ``Encoder.encoder.*`` (docs/method.md §1.7).
 """
 
 from __future__ import annotations

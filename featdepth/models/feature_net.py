@@ -1,4 +1,4 @@
-"""FeatureNet (the paper's "autoencoder", spec §1.2): ResNet encoder + plain RGB decoder.
+"""FeatureNet (the paper's "autoencoder", docs/method.md §1.2): ResNet encoder + plain RGB decoder.
 
 The encoder's ``f0`` (conv1 + BN + ReLU: 64 channels at H/2) is the feature map the
 feature-metric loss warps. State-dict layout: ``encoder.encoder.*`` and

@@ -1,7 +1,7 @@
 """Small building blocks shared by the networks, plus disparity/depth conversions.
 
 Submodule names follow the official FeatDepth layout so that official checkpoints map onto ours by a
-prefix rename (spec §1.7):
+prefix rename (docs/method.md §1.7):
 
 - :class:`Conv3x3` holds ``pad`` (reflection, 1 pixel) and ``conv`` (3×3, with bias);
 - :class:`Conv1x1` holds ``conv`` (1×1, no bias by default);
@@ -30,7 +30,7 @@ __all__ = [
     "upsample",
 ]
 
-#: Normalisation constants used by DepthNet and PoseNet (spec §8): ``(x - 0.45) / 0.225``.
+#: Normalisation constants used by DepthNet and PoseNet (docs/method.md §8): ``(x - 0.45) / 0.225``.
 IMAGE_MEAN: float = 0.45
 IMAGE_STD: float = 0.225
 

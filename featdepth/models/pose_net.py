@@ -1,4 +1,4 @@
-"""PoseNet: two frames -> axis-angle rotation and translation (spec §1.4).
+"""PoseNet: two frames -> axis-angle rotation and translation (docs/method.md §1.4).
 
 State-dict layout: ``encoder.encoder.*`` (torchvision names, ``conv1`` with 6 input channels) and
 ``decoder.{reduce,conv1,conv2,conv3}.{weight,bias}``; an official checkpoint maps by renaming the
@@ -71,7 +71,7 @@ class PoseNet(nn.Module):
     Inputs: ``frame_earlier``, ``frame_later``: ``(B,3,H,W)`` in ``[0,1]``, same shape. They are
     stacked in that order along channels, resized, normalised with ``(x - 0.45) / 0.225``.
     Callers pass (earlier, later) in time: for a source ``f < 0`` that is ``(I_f, I_0)``, for ``f > 0``
-    ``(I_0, I_f)``, and invert the resulting transform for ``f < 0`` (spec §1.4).
+    ``(I_0, I_f)``, and invert the resulting transform for ``f < 0`` (docs/method.md §1.4).
 
     Output: ``(axis_angle (B,3), translation (B,3))``, scaled by 0.01 in the decoder.
     """

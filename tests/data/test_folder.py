@@ -246,9 +246,10 @@ class TestBadInputs:
 
     def test_corrupt_image_names_file(self, seq):
         (seq / "images" / "000002.png").write_bytes(b"\x89PNG garbage")
-        ds = FolderDataset(seq, [0, -1, 1], *TRAIN)
+        # The frame sizes are checked from the image headers at construction, so an unreadable
+        # header is reported there (it used to surface only when the sample was loaded).
         with pytest.raises(DataError, match="000002.png"):
-            ds[0]
+            FolderDataset(seq, [0, -1, 1], *TRAIN)
 
     def test_malformed_intrinsics_names_file(self, seq):
         (seq / "intrinsics.txt").write_text("100 90 95\n")

@@ -242,3 +242,33 @@ class TestCalib:
         path.write_text("\n".join(f"{k}: {v}" for k, v in rows.items() if k != "P3") + "\n")
         with pytest.raises(DataError, match=r"calib.txt: missing key 'P3'"):
             read_odometry_calib(path)
+
+
+class TestPoseRotations:
+    """Rotation blocks must be rotations; an all-zero file is not a trajectory."""
+
+    def test_scaled_rotation_names_file_line_and_deviation(self, tmp_path):
+        path = tmp_path / "poses.txt"
+        poses = np.tile(np.eye(4), (3, 1, 1))
+        poses[1, :3, :3] *= 1.5  # not orthonormal
+        write_kitti_poses(path, poses)
+        with pytest.raises(DataError, match=r"poses\.txt, line 2: the 3x3 rotation block is not a rotation "
+                                            r"\(max \|R\^T R - I\| = 1\.25, det = 3\.375"):
+            read_kitti_poses(path)
+
+    def test_reflection_is_refused(self, tmp_path):
+        path = tmp_path / "poses.txt"
+        poses = np.tile(np.eye(4), (2, 1, 1))
+        poses[0, 0, 0] = -1.0  # det -1
+        write_kitti_poses(path, poses)
+        with pytest.raises(DataError, match=r"line 1: .*det = -1"):
+            read_kitti_poses(path)
+
+    def test_all_zero_file_is_refused(self, tmp_path):
+        path = tmp_path / "zeros.txt"
+        path.write_text((" ".join(["0"] * 12) + "\n") * 4)
+        with pytest.raises(DataError, match=r"zeros\.txt: every pose is all zeros \(4 lines\): not a trajectory"):
+            read_kitti_poses(path)
+        path.write_text(" ".join(["1", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1", "0"]) + "\n" + " ".join(["0"] * 12) + "\n")
+        with pytest.raises(DataError, match=r"zeros\.txt, line 2: all 12 values are zero"):
+            read_kitti_poses(path)

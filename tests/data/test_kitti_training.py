@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from featdepth.config import load_config
-from featdepth.engine.checkpoints import load_checkpoint
-from featdepth.engine.trainer import run_training
+from featdepth.training.checkpoints import load_checkpoint
+from featdepth.training.trainer import run_training
 
 pytestmark = pytest.mark.realdata
 
@@ -63,7 +63,7 @@ def test_baseline_steps_on_kitti_raw_tiny(shared_data, tmp_path):
 
 
 def test_two_stage_ms_steps_on_kitti_raw_tiny_and_evaluate(shared_data, tmp_path):
-    from featdepth.evaluation.protocols import evaluate_depth_checkpoint
+    from featdepth.tasks.evaluate import evaluate_depth_checkpoint
 
     cfg = _config(shared_data, tmp_path, "twostage", [
         "train.stage=depth", "train.run_feature_stage=true", "feature_stage.max_steps=1",

@@ -7,6 +7,7 @@ projection, bilinear sampling), independent of featdepth.geometry.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -360,3 +361,17 @@ def test_ensure_synthetic_data_renders_the_right_camera_only_when_needed(tmp_pat
     stereo = load_config("synthetic_small", common + ["data.frame_ids=[0,-1,1,s]"])
     ensure_synthetic_data(stereo)  # a stereo config needs the right camera: rendered now
     assert (seq / "stereo.txt").is_file() and len(list((seq / "images_right").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("num_sequences", -1), ("num_sequences", 0), ("num_frames", 0), ("num_frames", -5), ("height", 0),
+     ("width", -8), ("supersample", 0), ("baseline", -0.5), ("max_depth", float("nan")), ("num_frames", 2.5)],
+)
+def test_bad_synthetic_options_name_option_and_value(tmp_path, option, value):
+    kwargs = {"num_sequences": 1, "num_frames": 2, "height": 8, "width": 8}
+    kwargs[option] = value
+    root = tmp_path / "synth"
+    with pytest.raises(ValueError, match=rf"^{option} must be .*, got {re.escape(repr(value))}$"):
+        generate_dataset(root, **kwargs)
+    assert not root.exists()  # nothing written

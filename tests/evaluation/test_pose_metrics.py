@@ -255,3 +255,25 @@ class TestUmeyama:
             align_trajectory(gt, pred, "7dof")
         with pytest.raises(ValueError):
             umeyama_alignment(np.zeros((3, 5)), np.ones((3, 5)))
+
+
+class TestDegenerateTrajectories:
+    def _moving(self, n: int = 20) -> np.ndarray:
+        poses = np.tile(np.eye(4), (n, 1, 1))
+        poses[:, 2, 3] = np.arange(n, dtype=float) * 10.0
+        return poses
+
+    def test_stationary_ground_truth_is_refused(self):
+        gt = np.tile(np.eye(4), (20, 1, 1))
+        with pytest.raises(ValueError, match=r"09\.txt trajectory is degenerate: all 20 camera positions are identical"):
+            kitti_odometry_errors(gt, self._moving(), gt_name="09.txt")
+
+    def test_all_zero_prediction_is_refused_in_plain_words(self):
+        pred = np.zeros((20, 4, 4))
+        with pytest.raises(ValueError, match=r"pred\.txt trajectory: every pose is all zeros"):
+            kitti_odometry_errors(self._moving(), pred, pred_name="pred.txt")
+
+    def test_stationary_prediction_cannot_be_scale_aligned(self):
+        pred = np.tile(np.eye(4), (20, 1, 1))
+        with pytest.raises(ValueError, match=r"predicted trajectory is degenerate.*'scale' alignment scale is undefined"):
+            align_trajectory(self._moving(), pred, "scale")

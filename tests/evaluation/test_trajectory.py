@@ -169,3 +169,27 @@ class TestPlots:
         assert not np.all(rgb[disp < 0.9 * p95] == top)
         with pytest.raises(ValueError):
             colorize_disparity(np.zeros((2, 3, 4)))
+
+
+class TestRotationValidation:
+    def test_kitti_file_with_non_rotation_names_file_line_and_deviation(self, tmp_path):
+        poses = _random_poses(4, 3)
+        poses[2, :3, :3] = poses[2, :3, :3] @ np.diag([1.0, 1.0, 0.5])  # squashed axis
+        path = write_kitti_trajectory(tmp_path / "pred.txt", poses)
+        with pytest.raises(ValueError, match=r"pred\.txt, line 3: the 3x3 rotation block is not a rotation "
+                                             r"\(max \|R\^T R - I\| = 0\.75, det = 0\.5"):
+            read_kitti_trajectory(path)
+
+    def test_all_zero_kitti_file_is_refused(self, tmp_path):
+        p = tmp_path / "zero.txt"
+        p.write_text((" ".join(["0"] * 12) + "\n") * 3)
+        with pytest.raises(ValueError, match=r"zero\.txt: every pose is all zeros \(3 poses\): not a trajectory"):
+            read_kitti_trajectory(p)
+
+    def test_tum_quaternion_far_from_unit_norm_is_refused(self, tmp_path):
+        p = tmp_path / "t.txt"
+        p.write_text("0 0 0 0 0 0 0 1\n1 0 0 0 0 0 0 0.5\n")
+        with pytest.raises(ValueError, match=r"t\.txt, line 2: quaternion .* norm 0\.5, not 1"):
+            read_tum_trajectory(p)
+        p.write_text("0 0 0 0 0 0 0 1.000001\n")  # printing precision is fine
+        assert read_tum_trajectory(p)[1].shape == (1, 4, 4)

@@ -1,4 +1,4 @@
-"""Tests of featdepth.losses.featurenet (discriminative / convergent / reconstruction, spec §2.5)."""
+"""Tests of featdepth.losses.featurenet (discriminative / convergent / reconstruction, docs/method.md §2.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of featdepth.losses.photometric and featdepth.losses.feature_metric (spec §2.1-2.3)."""
+"""Tests of featdepth.losses.photometric and featdepth.losses.feature_metric (docs/method.md §2.1-2.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of featdepth.losses.smoothness (edge-aware 1st + 2nd order smoothness, spec §2.4)."""
+"""Tests of featdepth.losses.smoothness (edge-aware 1st + 2nd order smoothness, docs/method.md §2.4)."""
 
 from __future__ import annotations
 

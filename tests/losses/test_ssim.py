@@ -1,4 +1,4 @@
-"""Tests of featdepth.losses.ssim (3x3 box-window SSIM, spec §2.1)."""
+"""Tests of featdepth.losses.ssim (3x3 box-window SSIM, docs/method.md §2.1)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from featdepth.config import load_config
-from featdepth.models.system import FeatDepthSystem
+from featdepth.training.system import FeatDepthSystem
 
 H, W, B = 64, 192, 2
 

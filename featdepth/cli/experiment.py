@@ -1,0 +1,99 @@
+"""``featdepth experiment``: the ablation runner of :mod:`featdepth.experiments`.
+
+::
+
+    featdepth experiment run    --out DIR [--preset cpu|gpu|tiny] [--seeds 0 1] [--variants baseline fm_dis_cvt ...]
+                                [--steps N] [--feature-steps N] [--real-steps N] [--device cpu|cuda|auto]
+                                [--set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
+    featdepth experiment report DIR      (re-write DIR/report.md from DIR/results.json)
+    featdepth experiment presets         (list the presets with their estimated time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+
+def cmd_experiment_run(args: argparse.Namespace) -> int:
+    from featdepth.experiments.presets import estimate_seconds, format_duration  # lazy: keeps `featdepth --help` fast
+    from featdepth.experiments.runner import configure_preset, run_experiment  # lazy: keeps `featdepth --help` fast
+
+    budget = dict(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
+                  real_steps=args.real_steps, real_feature_steps=args.real_feature_steps, real_sources=args.real_sources,
+                  real_seeds=args.real_seeds, real_size=args.real_size, device=args.device)
+    if args.dry_run:
+        p = configure_preset(args.preset, **budget)
+        est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape, synthetic=not args.no_synthetic)
+        print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
+              f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
+        return 0
+    command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
+    run_experiment(
+        args.out, args.preset, **budget, overrides=args.overrides,
+        real=not args.no_real, synthetic=not args.no_synthetic, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
+        keep_full_checkpoints=args.keep_checkpoints,
+    )
+    print(f"{args.out}/report.md")
+    return 0
+
+
+def cmd_experiment_report(args: argparse.Namespace) -> int:
+    from featdepth.experiments.report import load_results, write_report  # lazy: keeps `featdepth --help` fast
+
+    path = write_report(load_results(args.dir), args.dir)
+    print(path)
+    return 0
+
+
+def cmd_experiment_presets(args: argparse.Namespace) -> int:
+    from featdepth.experiments.presets import PRESETS, estimate_seconds, format_duration  # lazy: keeps `featdepth --help` fast
+
+    for name, p in PRESETS.items():
+        est = estimate_seconds(p)
+        print(f"{name:6s} {p.height}x{p.width} batch {p.batch_size}, {p.depth_steps} depth steps, {p.feature_steps} "
+              f"FeatureNet steps, seeds {p.seeds}, variants {', '.join(p.variants)}; "
+              f"~{format_duration(est['total'])} on the device this machine has")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``featdepth experiment``."""
+    exp = sub.add_parser("experiment", help="the paper's ablations: train variants, evaluate per region, write a report")
+    actions = exp.add_subparsers(dest="experiment_command", metavar="ACTION")
+    actions.required = True
+
+    p = actions.add_parser("run", help="train and evaluate the variants, write DIR/report.md")
+    p.add_argument("--out", required=True, help="output folder (runs, figures, results.json, report.md)")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="budget: tiny (seconds, tests), cpu (~30 min on 2 cores), gpu (larger)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    p.add_argument("--variants", nargs="+", help="baseline fm_rec fm_dis fm_dis_cvt joint (default: the preset's)")
+    p.add_argument("--steps", type=int, help="depth/pose training steps per run")
+    p.add_argument("--feature-steps", type=int, help="FeatureNet stage steps")
+    p.add_argument("--real-steps", type=int, help="depth/pose steps of the real-data runs")
+    p.add_argument("--real-feature-steps", type=int, help="FeatureNet steps of the real-data runs")
+    p.add_argument("--real-sources", nargs="+", choices=["raw", "odom"], help="real clips to train on (default: the preset's)")
+    p.add_argument("--real-seeds", type=int, nargs="+", help="seeds of the real-data runs (default: the first of --seeds)")
+    p.add_argument("--real-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="resolution of the real-data runs, multiples of 32 (default: the preset's)")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic part (run the real-data part alone)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every synthetic run (repeatable)")
+    p.add_argument("--no-real", action="store_true", help="skip the real KITTI clips")
+    p.add_argument("--no-landscape", action="store_true", help="skip the loss landscape and FeatureNet statistics")
+    p.add_argument("--shared-data", help="folder holding kitti_raw_tiny and kitti_odom_06_tiny (default: ../shared/data)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the full (resumable) checkpoints instead of weights-only model.pt files")
+    p.add_argument("--dry-run", action="store_true", help="only print the plan and the time estimate")
+    p.set_defaults(func=cmd_experiment_run)
+
+    p = actions.add_parser("report", help="re-write DIR/report.md from DIR/results.json")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_experiment_report)
+
+    p = actions.add_parser("presets", help="list the presets and their estimated time")
+    p.set_defaults(func=cmd_experiment_presets)

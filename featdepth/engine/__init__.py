@@ -1,1 +1,0 @@
-"""featdepth.engine"""

@@ -1,0 +1,253 @@
+"""The one evaluation loop: a :class:`~featdepth.inference.model.Model` over images with ground truth.
+
+Used by the trainer's validation, the demo, ``featdepth evaluate`` and the experiments, so that every
+number the package reports goes through the same path:
+
+- **depth**: the network's finest-scale disparity at the training size (optionally with the flip
+  post-processing of docs/method.md §4.1) -> scaled disparity ``disp_to_depth(disp)[0]`` -> resized to
+  the ground truth's size, then inverted (the standard protocol) -> scaling (per-image median, a fixed
+  factor, or none) -> the metrics of :mod:`featdepth.evaluation.depth_metrics`, averaged over images;
+- **pose**: PoseNet on consecutive frames -> ``T_{i+1<-i}`` -> 5-frame ATE (and the ATE of predicting no
+  motion at all, the floor a model must beat), the KITTI devkit errors over the whole trajectory
+  (t_err %, r_err deg/100 m) where it is long enough, and the chained trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from featdepth.data import FolderDataset
+from featdepth.data.io import read_kitti_poses
+from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, post_process_disparity
+from featdepth.evaluation.pose_metrics import kitti_odometry_errors, snippets_from_relative_poses
+from featdepth.evaluation.trajectory import chain_relative_poses, relative_poses_from_absolute
+from featdepth.inference.model import Model
+from featdepth.models.layers import disp_to_depth
+from featdepth.utils.files import PathLike
+
+# --------------------------------------------------------------------------------------------------
+# prediction
+
+
+def predict_scaled_disparities(model: Model, images: Tensor, *, batch_size: int = 8,
+                               post_process: bool = False) -> np.ndarray:
+    """Scaled disparity ``disp_to_depth(disp, min_depth, max_depth)[0]`` of the finest output scale.
+
+    Args:
+        model: the model (its networks are put in ``eval()`` for the call and restored afterwards).
+        images: ``(N,3,H,W)`` float in ``[0,1]`` at the model's training size.
+        post_process: also run the horizontally flipped images and blend the two
+            (:func:`~featdepth.evaluation.depth_metrics.post_process_disparity`, docs/method.md §4.1).
+
+    Returns:
+        ``(N,h,w)`` float32 on the CPU (``h, w`` the finest decoder output).
+    """
+    m = model.config.model
+    out: list[np.ndarray] = []
+    with model.evaluating():
+        for i in range(0, images.shape[0], batch_size):
+            x = images[i : i + batch_size]
+            b = x.shape[0]
+            if post_process:
+                x = torch.cat([x, torch.flip(x, dims=[3])])
+            scaled, _ = disp_to_depth(model.disparity(x), m.min_depth, m.max_depth)
+            arr = scaled[:, 0].cpu().numpy().astype(np.float32)
+            if post_process:
+                arr = post_process_disparity(arr[:b], arr[b:]).astype(np.float32)
+            out.append(arr)
+    return np.concatenate(out) if out else np.zeros((0, 0, 0), np.float32)
+
+
+def predict_relative_poses(model: Model, images: Tensor, *, batch_size: int = 8) -> np.ndarray:
+    """``T_{i+1<-i}`` (maps frame-i points into frame i+1) for consecutive frames.
+
+    PoseNet sees (earlier, later) = (i, i+1), the order it was trained with, so no inversion is needed
+    (docs/method.md §1.4).
+
+    Args:
+        images: ``(N,3,H,W)`` at the model's training size.
+
+    Returns:
+        ``(N-1,4,4)`` float64.
+    """
+    out = []
+    with model.evaluating():
+        for i in range(0, images.shape[0] - 1, batch_size):
+            j = min(i + batch_size, images.shape[0] - 1)
+            out.append(model.relative_pose(images[i:j], images[i + 1 : j + 1]).cpu().double())
+    return torch.cat(out).numpy() if out else np.zeros((0, 4, 4))
+
+
+# --------------------------------------------------------------------------------------------------
+# depth
+
+
+def evaluate_depth_batches(
+    model: Model,
+    batches: Iterable[tuple[Tensor, Sequence[np.ndarray]]],
+    *,
+    protocol: str = "eigen",
+    scaling: str | float | None = "median",
+    min_depth: float = 1e-3,
+    max_depth: float = 80.0,
+    post_process: bool = False,
+    batch_size: int = 8,
+    max_images: int | None = None,
+    on_batch: Any = None,
+) -> tuple[DepthEvalResult, np.ndarray]:
+    """Predict every batch and evaluate it against its ground truth.
+
+    Args:
+        batches: ``(images (B,3,H,W) at the training size, B ground-truth maps (H_i,W_i) in metres)``.
+        protocol, scaling, min_depth, max_depth: see :func:`~featdepth.evaluation.depth_metrics.evaluate_depth`.
+        max_images: stop after this many images.
+        on_batch: called with the number of images predicted so far (progress).
+
+    Returns:
+        ``(result, scaled disparities (N,h,w))``.
+
+    Raises:
+        ValueError: no image with ground truth.
+    """
+    gts: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    for images, batch_gts in batches:
+        preds.append(predict_scaled_disparities(model, images, batch_size=batch_size, post_process=post_process))
+        gts.extend(np.asarray(g, dtype=np.float32) for g in batch_gts)
+        if on_batch is not None:
+            on_batch(len(gts))
+        if max_images and len(gts) >= max_images:
+            break
+    if not gts:
+        raise ValueError("no image with ground-truth depth to evaluate")
+    disps = np.concatenate(preds)[: len(gts)]
+    gts = gts[: len(disps)]
+    result = evaluate_depth(gts, disps, protocol=protocol, scaling=scaling, min_depth=min_depth,
+                            max_depth=max_depth, preds_are_disparity=True)
+    return result, disps
+
+
+# --------------------------------------------------------------------------------------------------
+# pose
+
+
+def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_size: int = 8) -> dict[str, Any]:
+    """Pose metrics of one sequence.
+
+    Args:
+        images: ``(N,3,H,W)`` consecutive frames at the training size.
+        gt_poses: ``(N,4,4)`` ground-truth ``T_world_cam``.
+
+    Returns:
+        ``ate5``/``ate5_std`` (metres, per 5-frame snippet, scale-aligned), ``zero_motion_ate5`` (the same for
+        a prediction of no motion), ``ate5_per_snippet`` and ``zero_motion_per_snippet`` (arrays),
+        ``t_err``/``r_err`` (KITTI devkit, %, deg/100 m, scale-aligned; ``None`` when the trajectory is
+        shorter than the shortest 100 m segment), ``rel_pred`` ``(N-1,4,4)`` and ``trajectory``
+        ``{"gt", "pred"}`` (``(N,4,4)`` ``T_world_cam`` each).
+    """
+    gt_poses = np.asarray(gt_poses, dtype=np.float64)
+    if len(gt_poses) != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} frames but {len(gt_poses)} ground-truth poses")
+    rel_gt = relative_poses_from_absolute(gt_poses)
+    rel_pred = predict_relative_poses(model, images, batch_size=batch_size)
+    ates = snippets_from_relative_poses(rel_gt, rel_pred)
+    zero = snippets_from_relative_poses(rel_gt, np.broadcast_to(np.eye(4), rel_gt.shape).copy())
+    pred_traj = chain_relative_poses(rel_pred)
+    try:
+        kitti = kitti_odometry_errors(gt_poses, pred_traj, align="scale")
+    except ValueError:  # a degenerate prediction (no motion at all): the alignment scale is undefined
+        kitti = {"num_segments": 0}
+    defined = kitti["num_segments"] > 0
+    return {
+        "ate5": float(np.mean(ates)) if len(ates) else float("nan"),
+        "ate5_std": float(np.std(ates)) if len(ates) else float("nan"),
+        "zero_motion_ate5": float(np.mean(zero)) if len(zero) else float("nan"),
+        "ate5_per_snippet": np.asarray(ates),
+        "zero_motion_per_snippet": np.asarray(zero),
+        "t_err": float(kitti["t_err_percent"]) if defined else None,
+        "r_err": float(kitti["r_err_deg_per_100m"]) if defined else None,
+        "rel_pred": rel_pred,
+        "trajectory": {"gt": gt_poses, "pred": pred_traj},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# folder-format sequences (the synthetic data, or a user's)
+
+
+@dataclass
+class SequenceData:
+    name: str
+    images: Tensor  # (N,3,H,W) at the network size
+    depths: list[np.ndarray]  # GT depth at the stored size (empty if none)
+    poses: np.ndarray | None  # (N,4,4) T_world_cam
+    regions: list[np.ndarray] = field(default_factory=list)
+
+
+def load_folder_sequence(root: PathLike, name: str, height: int, width: int) -> SequenceData:
+    """All frames of one folder-format sequence, resized for the network, with GT where present."""
+    seq = Path(root) / name
+    load_depth = (seq / "depth").is_dir()
+    load_regions = (seq / "regions").is_dir()
+    ds = FolderDataset(root, [0], height, width, is_train=False, sequences=[name], load_depth=load_depth,
+                       load_regions=load_regions)
+    images, depths, regions = [], [], []
+    for i in range(len(ds)):
+        s = ds[i]
+        images.append(s["color"][0])
+        if load_depth:
+            depths.append(s["depth_gt"][0].numpy())
+        if load_regions:
+            regions.append(s["regions"][0].numpy())
+    poses = read_kitti_poses(seq / "poses.txt") if (seq / "poses.txt").is_file() else None
+    return SequenceData(name, torch.stack(images), depths, poses, regions)
+
+
+def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, height: int, width: int,
+                       max_depth: float = 80.0, sequences: Sequence[SequenceData] | None = None) -> dict[str, Any]:
+    """Depth (per-image median scaling, ``1e-3 < gt < max_depth``, no crop) and pose on held-out sequences.
+
+    The range mask excludes the far background of the synthetic scenes, stored at exactly ``max_depth``
+    (not a measurement: a network cannot be right or wrong about it).
+
+    Args:
+        sequences: already loaded sequences (skips reading ``root``/``names``).
+
+    Returns:
+        ``depth`` (metric means), ``depth_ratio`` (mean median-scaling ratio), ``ate5``, ``ate5_std``,
+        ``zero_motion_ate5``, ``t_err``/``r_err`` (means over the sequences where defined) and
+        ``trajectories`` (per sequence ``{"gt", "pred"}``).
+    """
+    seqs = list(sequences) if sequences is not None else [load_folder_sequence(root, n, height, width) for n in names]
+    depth_batches = [(s.images, s.depths) for s in seqs if s.depths]
+    result: dict[str, Any] = {"trajectories": {}}
+    if depth_batches:
+        res, _ = evaluate_depth_batches(model, depth_batches, protocol="uncropped", scaling="median",
+                                        max_depth=max_depth)
+        result["depth"] = dict(res.metrics)
+        result["depth_ratio"] = res.ratio_median
+    ates, zeros, t_errs, r_errs = [], [], [], []
+    if model.has_pose:
+        for s in seqs:
+            if s.poses is None or len(s.poses) < 2:
+                continue
+            pose = evaluate_pose(model, s.images, s.poses)
+            ates.extend(pose["ate5_per_snippet"])
+            zeros.extend(pose["zero_motion_per_snippet"])
+            if pose["t_err"] is not None:
+                t_errs.append(pose["t_err"])
+                r_errs.append(pose["r_err"])
+            result["trajectories"][s.name] = pose["trajectory"]
+    if ates:
+        result["ate5"] = float(np.mean(ates))
+        result["ate5_std"] = float(np.std(ates))
+        result["zero_motion_ate5"] = float(np.mean(zeros))
+        result["t_err"] = float(np.mean(t_errs)) if t_errs else None
+        result["r_err"] = float(np.mean(r_errs)) if r_errs else None
+    return result

@@ -1,0 +1,201 @@
+"""The ablation's variants, the experiment presets (budgets) and their time estimates."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+#: FeatureNet settings of the ablation: name -> (discriminative_weight, convergent_weight).
+FEATURENET_SETTINGS: dict[str, tuple[float, float]] = {
+    "rec": (0.0, 0.0),
+    "rec_dis": (1e-3, 0.0),
+    "rec_dis_cvt": (1e-3, 1e-3),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained configuration of the ablation."""
+
+    name: str
+    stage: str  # baseline | depth | joint
+    featurenet: str | None = None  # key of FEATURENET_SETTINGS for stage "depth"
+    description: str = ""
+
+    def loss_overrides(self) -> list[str]:
+        if self.featurenet is not None:
+            dis, cvt = FEATURENET_SETTINGS[self.featurenet]
+        else:
+            dis, cvt = FEATURENET_SETTINGS["rec_dis_cvt"]
+        return [f"loss.discriminative_weight={dis}", f"loss.convergent_weight={cvt}"]
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("baseline", "baseline", None, "photometric only (monodepth2-style)"),
+        Variant("fm_rec", "depth", "rec", "+ feature-metric, FeatureNet: reconstruction only"),
+        Variant("fm_dis", "depth", "rec_dis", "+ feature-metric, FeatureNet: rec + discriminative"),
+        Variant("fm_dis_cvt", "depth", "rec_dis_cvt", "+ feature-metric, FeatureNet: rec + dis + convergent (paper, two-stage)"),
+        Variant("joint", "joint", None, "single stage: FeatureNet (rec + dis + cvt) trained jointly"),
+    )
+}
+
+
+@dataclass
+class RealPreset:
+    """The real-data part (:mod:`featdepth.experiments.realdata`)."""
+
+    height: int = 96
+    width: int = 320
+    batch_size: int = 4
+    depth_steps: int = 150
+    feature_steps: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0])
+    variants: list[str] = field(default_factory=lambda: ["baseline", "fm_dis_cvt"])
+    sources: list[str] = field(default_factory=lambda: ["raw"])  # raw (kitti_raw_tiny) | odom (kitti_odom_06_tiny)
+    num_workers: int = 1
+
+
+@dataclass
+class ExperimentPreset:
+    """Everything that sets the budget of an experiment."""
+
+    name: str
+    height: int
+    width: int
+    batch_size: int
+    depth_steps: int
+    feature_steps: int
+    seeds: list[int]
+    variants: list[str]
+    synth_sequences: int
+    synth_val_sequences: int
+    synth_frames: int
+    lr: float = 2e-4
+    warmup_iters: int = 50
+    layers: int = 18
+    num_workers: int = 0
+    val_max_images: int = 8
+    landscape_points: int = 31
+    landscape_pairs: int = 3
+    tz_range: float = 0.5  # metres
+    ry_range_deg: float = 3.0
+    stats_images: int = 8
+    eval_depth_stride: int = 1  # depth metrics on every k-th held-out frame (poses always use every frame)
+    real: RealPreset | None = None
+    device: str = "auto"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, ExperimentPreset] = {
+    # seconds: for tests and a smoke check of the whole pipeline (numbers mean nothing)
+    "tiny": ExperimentPreset(
+        name="tiny", height=64, width=192, batch_size=2, depth_steps=2, feature_steps=2, seeds=[0],
+        variants=["baseline", "fm_dis_cvt"], synth_sequences=2, synth_val_sequences=1, synth_frames=6,
+        warmup_iters=1, val_max_images=2, landscape_points=9, landscape_pairs=1, stats_images=2,
+        real=RealPreset(height=64, width=192, batch_size=2, depth_steps=1, feature_steps=1,
+                        variants=["baseline"], sources=["raw"], num_workers=0),
+    ),
+    # about 30 minutes on 2 quiet CPU cores (see docs/experiments.md for the measured time)
+    "cpu": ExperimentPreset(
+        name="cpu", height=64, width=192, batch_size=4, depth_steps=200, feature_steps=150, seeds=[0, 1],
+        variants=["baseline", "fm_rec", "fm_dis", "fm_dis_cvt", "joint"], synth_sequences=4,
+        synth_val_sequences=2, synth_frames=210, warmup_iters=20, landscape_points=31, landscape_pairs=4,
+        eval_depth_stride=3,
+        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=100, feature_steps=50, seeds=[0],
+                        variants=["baseline", "fm_dis_cvt"], sources=["raw", "odom"], num_workers=1),
+    ),
+    # a larger run for one GPU (hours on a CPU)
+    "gpu": ExperimentPreset(
+        name="gpu", height=128, width=416, batch_size=8, depth_steps=4000, feature_steps=2000, seeds=[0, 1, 2],
+        variants=["baseline", "fm_rec", "fm_dis", "fm_dis_cvt", "joint"], synth_sequences=12,
+        synth_val_sequences=3, synth_frames=300, warmup_iters=200, num_workers=4, val_max_images=32,
+        landscape_points=31, landscape_pairs=8, stats_images=16,
+        real=RealPreset(height=192, width=640, batch_size=4, depth_steps=1200, feature_steps=600, seeds=[0, 1, 2],
+                        variants=["baseline", "fm_dis_cvt"], sources=["raw", "odom"], num_workers=4),
+    ),
+}
+
+
+def get_preset(name: str) -> ExperimentPreset:
+    """A deep copy of a named preset (``tiny``, ``cpu``, ``gpu``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown experiment preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+# --------------------------------------------------------------------------------------------------
+# budget estimate
+# --------------------------------------------------------------------------------------------------
+
+#: Measured seconds per training step (forward + backward + step; median of the logged steps of the
+#: `cpu` preset run of docs/experiments.md), ResNet-18 everywhere, 64x192, batch 4, float32, 2 CPU
+#: threads on a quiet 2-core Xeon. Scaled linearly by pixels x batch.
+CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.13, "baseline": 0.29, "depth": 0.30, "joint": 0.46}
+_REF_PIXELS = 64 * 192 * 4
+#: Extra seconds per real KITTI sample (3 frames of 1242x375 PNG, resize, jitter) not hidden by the
+#: loader worker (measured: 96x320 steps took 0.63-0.69 s in all).
+REAL_DATA_SECONDS_PER_SAMPLE = 0.01
+
+
+def _step_seconds(stage: str, height: int, width: int, batch: int, device: str) -> float:
+    s = CPU_SECONDS_PER_STEP[stage] * (height * width * batch) / _REF_PIXELS
+    if device.startswith("cuda"):
+        s = max(s / 25.0, 0.03)
+    return s
+
+
+def _device_name(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: bool = True,
+                     synthetic: bool = True) -> dict[str, float]:
+    """Rough wall-clock estimate of :func:`run_experiment` for ``preset`` (a quiet machine).
+
+    Returns ``{"synthetic": s, "featurenets": s, "real": s, "analysis": s, "total": s}``.
+    """
+    dev = _device_name(preset.device)
+    p = preset
+    variants = [VARIANTS[v] for v in p.variants]
+    synth = sum(_step_seconds(v.stage, p.height, p.width, p.batch_size, dev) * p.depth_steps for v in variants) * len(p.seeds)
+    settings = {v.featurenet for v in variants if v.featurenet}
+    fns = len(settings) * len(p.seeds) * p.feature_steps * _step_seconds("featurenet", p.height, p.width, p.batch_size, dev)
+    n_runs = len(variants) * len(p.seeds)
+    val_frames = p.synth_val_sequences * p.synth_frames
+    evaluation = n_runs * (3.0 + val_frames * (0.01 + 0.03 / max(1, p.eval_depth_stride)) * (p.height * p.width) / (64 * 192))
+    data = (p.synth_sequences + p.synth_val_sequences) * p.synth_frames * 0.05 * (p.height * p.width) / (64 * 192)
+    analysis = (15.0 + 0.3 * p.landscape_pairs * p.landscape_points) if landscape else 0.0
+    real_s = 0.0
+    if real and p.real is not None:
+        r = p.real
+        rv = [VARIANTS[v] for v in r.variants]
+        per_source = 0.0
+        for v in rv:
+            per_source += (_step_seconds(v.stage, r.height, r.width, r.batch_size, dev)
+                           + REAL_DATA_SECONDS_PER_SAMPLE * r.batch_size) * r.depth_steps
+        rsettings = {v.featurenet for v in rv if v.featurenet}
+        per_source += len(rsettings) * r.feature_steps * (
+            _step_seconds("featurenet", r.height, r.width, r.batch_size, dev) + 0.02 * r.batch_size)
+        real_s = per_source * len(r.seeds) * len(r.sources) + 10.0 * len(rv) * len(r.seeds) * len(r.sources)
+    if not synthetic:
+        synth = fns = evaluation = data = analysis = 0.0
+    total = synth + fns + evaluation + data + analysis + real_s
+    return {"synthetic": synth + evaluation + data, "featurenets": fns, "real": real_s, "analysis": analysis, "total": total}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,137 @@
+"""One training run of the ablation (a FeatureNet setting or a depth/pose variant), reused when it has
+finished before; config overrides shared by the synthetic and real-data parts."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from featdepth.config import Config, load_config
+from featdepth.experiments.presets import FEATURENET_SETTINGS, ExperimentPreset, Variant
+from featdepth.models.feature_net import FeatureNet
+from featdepth.training.checkpoints import MANIFEST, load_checkpoint
+from featdepth.training.trainer import run_training
+from featdepth.utils.files import atomic_save, read_json, write_json
+
+def log(msg: str) -> None:
+    print(f"[experiment] {msg}", file=sys.stderr, flush=True)
+
+
+def common_overrides(*, height: int, width: int, batch_size: int, depth_steps: int, feature_steps: int, seed: int,
+                     lr: float, warmup_iters: int, layers: int, num_workers: int, device: str,
+                     val_max_images: int) -> list[str]:
+    """Overrides shared by every run of an experiment (synthetic or real)."""
+    return [
+        f"data.height={height}", f"data.width={width}", f"data.num_workers={num_workers}",
+        f"model.depth_layers={layers}", f"model.pose_layers={layers}", f"model.feature_layers={layers}",
+        "model.pose_input_size=null",
+        f"optim.batch_size={batch_size}", f"optim.lr={lr}", "optim.epochs=1000000", f"optim.max_steps={depth_steps}",
+        "optim.milestones=[]", f"optim.warmup_iters={warmup_iters}",
+        f"feature_stage.max_steps={feature_steps}", "feature_stage.epochs=1000000", "feature_stage.milestones=[]",
+        f"train.seed={seed}", f"train.device={device}", "train.progress=false", "train.image_every=0",
+        "train.keep_checkpoints=1", "train.log_every=10", "train.val_every=1000000",
+        f"train.val_max_images={val_max_images}", "train.run_feature_stage=false",
+    ]
+
+
+def synthetic_overrides(preset: ExperimentPreset, data_dir: str | Path, seed: int) -> list[str]:
+    """Overrides of every synthetic run of ``preset`` (data, budget, seed)."""
+    p = preset
+    return [
+        "data.dataset=synthetic", f"data.path={Path(data_dir)}", f"data.synth_sequences={p.synth_sequences}",
+        f"data.synth_val_sequences={p.synth_val_sequences}", f"data.synth_frames={p.synth_frames}",
+        "data.train_sequences=null", "data.val_sequences=null", "data.frame_ids=[0,-1,1]",
+    ] + common_overrides(height=p.height, width=p.width, batch_size=p.batch_size, depth_steps=p.depth_steps,
+                         feature_steps=p.feature_steps, seed=seed, lr=p.lr, warmup_iters=p.warmup_iters,
+                         layers=p.layers, num_workers=p.num_workers, device=p.device, val_max_images=p.val_max_images)
+
+
+def load_feature_net(checkpoint: str | Path, layers: int, device: torch.device | str = "cpu"):
+    """The FeatureNet (encoder; decoder too when present) of a featurenet/joint/depth checkpoint, eval mode."""
+
+    state = load_checkpoint(checkpoint)
+    model_state = state.get("model", state)
+    prefix = "feature_net."
+    fn_state = {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+    if not fn_state:
+        raise ValueError(f"{checkpoint} holds no FeatureNet weights")
+    net = FeatureNet(num_layers=layers)
+    missing, _ = net.load_state_dict(fn_state, strict=False)
+    missing_enc = [k for k in missing if k.startswith("encoder.")]
+    if missing_enc:
+        raise ValueError(f"{checkpoint} lacks FeatureNet encoder weights: {missing_enc[:3]}")
+    return net.to(device).eval()
+
+
+def slim_checkpoint(path: str | Path) -> Path:
+    """Replace a finished run's checkpoints by ``model.pt`` holding only the weights and the config.
+
+    The trainer's checkpoints also hold the optimiser state (about 3x the weights: ~440 MB for three
+    ResNet-18 networks) and a duplicate ``best.pt``; a finished ablation run needs neither. Returns the
+    path of ``model.pt`` (readable with :func:`~featdepth.training.checkpoints.load_checkpoint`).
+    """
+
+    path = Path(path)
+    target = path.parent / "model.pt"
+    if path == target:
+        return target
+    state = load_checkpoint(path)
+    atomic_save({k: state[k] for k in ("model", "config", "stage", "step", "epoch", "versions") if k in state}, target)
+    for p in path.parent.glob("*.pt"):
+        if p != target:
+            p.unlink()
+    (path.parent / MANIFEST).unlink(missing_ok=True)
+    return target
+
+
+def train_featurenet(base_overrides: Sequence[str], setting: str, out_dir: Path, *, preset_name: str = "synthetic_small",
+                     extra: Sequence[str] = (), slim: bool = True) -> dict[str, Any]:
+    """Train (or reuse) the FeatureNet stage of ``setting`` in ``out_dir``; returns its summary."""
+
+    summary_path = out_dir / "summary.json"
+    if summary_path.is_file():
+        summary = read_json(summary_path)
+        if summary.get("checkpoint") and Path(summary["checkpoint"]).is_file():
+            summary["reused"] = True
+            return summary
+    dis, cvt = FEATURENET_SETTINGS[setting]
+    cfg = load_config(preset_name, list(base_overrides) + ["train.stage=featurenet", f"loss.discriminative_weight={dis}",
+                                                          f"loss.convergent_weight={cvt}"] + list(extra))
+    t0 = time.perf_counter()
+    summary = run_training(cfg, out_dir=out_dir)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    summary["setting"] = setting
+    if slim and summary.get("checkpoint"):
+        summary["checkpoint"] = str(slim_checkpoint(summary["checkpoint"]))
+    write_json(summary_path, summary)
+    return summary
+
+
+def train_variant(base_overrides: Sequence[str], variant: Variant, out_dir: Path, *, feature_checkpoint: str | None,
+                  preset_name: str = "synthetic_small", extra: Sequence[str] = (), slim: bool = True) -> tuple[Config, dict[str, Any]]:
+    """Train one depth/pose run of ``variant`` in ``out_dir`` (reusing a finished one); returns (cfg, summary)."""
+
+    overrides = list(base_overrides) + [f"train.stage={variant.stage}"] + variant.loss_overrides()
+    if variant.stage == "depth":
+        if not feature_checkpoint:
+            raise ValueError(f"variant {variant.name} needs a FeatureNet checkpoint")
+        overrides.append(f"train.feature_checkpoint={feature_checkpoint}")
+    cfg = load_config(preset_name, overrides + list(extra))
+    summary_path = out_dir / "summary.json"
+    if summary_path.is_file():
+        summary = read_json(summary_path)
+        if summary.get("checkpoint") and Path(summary["checkpoint"]).is_file():
+            summary["reused"] = True
+            return cfg, summary
+    t0 = time.perf_counter()
+    summary = run_training(cfg, out_dir=out_dir)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    summary["variant"] = variant.name
+    if slim and summary.get("checkpoint"):
+        summary["checkpoint"] = str(slim_checkpoint(summary["checkpoint"]))
+    write_json(summary_path, summary)
+    return cfg, summary

@@ -1,0 +1,160 @@
+"""The one loader: every checkpoint kind -> :class:`~featdepth.inference.model.Model`.
+
+Kinds: featdepth training checkpoints (``model``, ``config``, ``stage``), weights-only exports of them,
+official FeatDepth ``.pth`` files and monodepth2 model folders (converted on the fly by
+:mod:`featdepth.inference.official`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from featdepth.config import Config, ConfigError, config_from_dict
+from featdepth.inference.model import Model, ModelLoadError, _Networks
+from featdepth.inference.official import MONODEPTH2_FILES, OfficialCheckpointError, detect_checkpoint_format, load_official
+from featdepth.models.depth_net import DepthNet
+from featdepth.models.pose_net import PoseNet
+from featdepth.utils.checkpoint_io import CheckpointError, load_checkpoint
+from featdepth.utils.runtime import resolve_device
+
+__all__ = ["load", "model_config_from_checkpoint"]
+
+
+def model_config_from_checkpoint(state: Any, source: str) -> tuple[Any, str]:
+    """The :class:`~featdepth.config.Config` and stage of a training checkpoint with a depth network.
+
+    Pretrained-weight settings are cleared (the checkpoint holds the weights: nothing is downloaded or
+    read from disk when the networks are rebuilt), and ``train.stage`` is set to the stored stage.
+
+    Args:
+        state: the loaded checkpoint dict.
+        source: how to name it in error messages (its path).
+
+    Raises:
+        ValueError: no ``model``/``config`` entry, an invalid stored config, or a FeatureNet-only (stage 1)
+            checkpoint; the message starts with ``source``.
+    """
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{source}: not a featdepth training checkpoint (needs 'model' and 'config' entries, has {keys})")
+    try:
+        cfg = config_from_dict(state["config"])
+    except ConfigError as exc:
+        raise ValueError(f"{source}: the stored config is invalid ({exc})") from exc
+    stage = str(state.get("stage") or cfg.train.stage)
+    if stage == "featurenet":
+        raise ValueError(
+            f"{source}: a stage-1 FeatureNet checkpoint has no depth network; use the stage-2 "
+            "(depth/joint/baseline) checkpoint"
+        )
+    cfg.train.stage = stage
+    cfg.model.depth_weights = cfg.model.pose_weights = cfg.model.feature_weights = None
+    return cfg, stage
+
+
+def _build_networks(cfg: Config, stage: str, state: Mapping[str, Tensor], source: str) -> _Networks:
+    m = cfg.model
+    depth_net = DepthNet(num_layers=m.depth_layers, decoder=m.depth_decoder, weights=None)
+    pose_net = None
+    if any(k.startswith("pose_net.") for k in state):
+        size = tuple(m.pose_input_size) if m.pose_input_size else None
+        pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=None)
+    for name, net in (("depth_net", depth_net), ("pose_net", pose_net)):
+        if net is None:
+            continue
+        prefix = name + "."
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not sub:
+            raise ModelLoadError(f"{source} holds no {name} weights (keys starting with '{prefix}')")
+        try:
+            net.load_state_dict(sub, strict=True)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{source}: the {name} weights do not match the architecture in its config: {exc}") from exc
+    return _Networks(depth_net, pose_net)
+
+
+def load(
+    checkpoint: str | os.PathLike | Mapping[str, Any],
+    device: str | torch.device = "auto",
+    amp: str | None = None,
+    *,
+    intrinsics: Any = None,
+    real_baseline: float | None = None,
+    batch_size: int = 8,
+    official: Mapping[str, Any] | None = None,
+) -> Model:
+    """Load a trained model for inference.
+
+    Args:
+        checkpoint: a featdepth checkpoint file (or its loaded dict), an official FeatDepth ``.pth``,
+            or a monodepth2 model folder.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: ``None``/``"none"`` (float32), ``"bf16"`` or ``"fp16"`` autocast.
+        intrinsics: normalised intrinsics if known: ``"kitti"``, ``(fx/W, fy/H, cx/W, cy/H)`` or a
+            normalised 3×3 (a checkpoint's stored ``intrinsics_normalized`` is used otherwise).
+        real_baseline: the real stereo baseline of the training data (metres), for stereo models
+            trained with a baseline convention on data whose baseline is not known (folder data).
+        batch_size: images per forward pass.
+        official: options for official checkpoints (``height``, ``width``, ``frame_ids``,
+            ``stereo_baseline``; see :func:`featdepth.inference.official.load_official`).
+
+    Raises:
+        ModelLoadError: not a checkpoint, a stage-1 (FeatureNet) checkpoint, or mismatched weights;
+            the message names the file. FileNotFoundError: missing path.
+    """
+    report = None
+    if isinstance(checkpoint, Mapping):
+        ckpt = dict(checkpoint)
+        source = "<checkpoint dict>"
+    else:
+        path = Path(checkpoint)
+        source = str(path)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        if path.is_dir() or (path.name in MONODEPTH2_FILES.values() and (path.parent / MONODEPTH2_FILES["encoder"]).is_file()):
+            fmt = "monodepth2"
+        else:
+            try:
+                ckpt = load_checkpoint(path)
+            except CheckpointError as exc:
+                raise ModelLoadError(f"{path} is not a readable checkpoint: {exc}") from exc
+            fmt = detect_checkpoint_format(ckpt)
+        if fmt in ("monodepth2", "featdepth-official"):
+            try:
+                ckpt, report = load_official(path, **dict(official or {}))
+            except OfficialCheckpointError as exc:
+                raise ModelLoadError(str(exc)) from exc
+        elif fmt != "featdepth":
+            keys = list(ckpt)[:8]
+            raise ModelLoadError(
+                f"{path} is not a featdepth checkpoint (no 'model' and 'config' entries; top-level keys: {keys}), "
+                "nor an official FeatDepth or monodepth2 one"
+            )
+    try:
+        cfg, stage = model_config_from_checkpoint(ckpt, source)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    networks = _build_networks(cfg, stage, ckpt["model"], source)
+    if intrinsics is None and ckpt.get("intrinsics_normalized") is not None:
+        intrinsics = ckpt["intrinsics_normalized"]
+    model = Model(
+        networks,
+        cfg,
+        stage=stage,
+        source=source,
+        device=resolve_device(device, key="device"),
+        amp=amp,
+        intrinsics=intrinsics,
+        real_baseline=real_baseline,
+        batch_size=batch_size,
+    )
+    model.conversion_report = report
+    step = ckpt.get("step")
+    model.step = int(step) if isinstance(step, (int, float)) else None
+    return model

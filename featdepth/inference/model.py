@@ -1,0 +1,549 @@
+"""The one trained-model type, :class:`Model`: what ``featdepth.load(checkpoint)`` returns.
+
+Example::
+
+    import featdepth
+    model = featdepth.load("runs/kitti_featdepth_ms/best.pt")     # or an official FeatDepth .pth
+    depth = model.predict_depth(PIL.Image.open("frame.png"))     # (H, W) float32, input resolution
+    T_b_a = model.predict_pose(frame_a, frame_b)                   # (4, 4): points of a -> camera b
+    print(model.depth_kind)                                        # "relative", "metric" or "metric (×36)"
+
+Checkpoints are self-describing (config and stage inside), so the path alone is enough. Official
+FeatDepth checkpoints and monodepth2 model folders are converted on the fly (:mod:`featdepth.inference.official`).
+
+**Scale.** A monocular model's depth is known only up to scale: ``depth_kind == "relative"``. A model
+trained with stereo pairs and the real baseline predicts metres (``"metric"``). A model trained with
+FeatDepth's 0.015 baseline convention (``data.stereo_baseline: 0.015``) predicts metres divided by
+``real_baseline / 0.015`` (36 for KITTI's 0.54 m), and :meth:`DepthModel.predict_depth` multiplies by
+that factor by default: ``depth_kind == "metric (×36)"``. A user factor (``scale=``) replaces the
+default factor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:  # only for the ImageLike annotation
+    import PIL.Image
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from featdepth.config import Config
+from featdepth.geometry import pose_from_axis_angle_translation
+from featdepth.models.depth_net import DepthNet
+from featdepth.models.layers import disp_to_depth
+from featdepth.models.pose_net import PoseNet
+from featdepth.utils.constants import KITTI_BASELINE, KITTI_NORMALIZED_K, REAL_BASELINES
+from featdepth.utils.runtime import resolve_device
+from featdepth.data.io import load_image
+from featdepth.inference.pointcloud import depth_to_points
+
+__all__ = [
+    "KITTI_BASELINE",
+    "KITTI_NORMALIZED_K",
+    "DepthModel",
+    "Model",
+    "ModelLoadError",
+    "depth_kind_from_config",
+    "to_image_list",
+]
+
+
+ImageLike = Union["PIL.Image.Image", np.ndarray, Tensor, str, os.PathLike]  # noqa: F821
+
+
+class ModelLoadError(ValueError):
+    """A checkpoint that cannot be used for inference; the message names the file."""
+
+
+# ------------------------------------------------------------------------------------------------
+# scale conventions
+
+
+def depth_kind_from_config(cfg: Config, real_baseline: float | None = None) -> tuple[str, float, str]:
+    """What the depth of a model trained with ``cfg`` means.
+
+    Args:
+        cfg: the training config.
+        real_baseline: the real stereo baseline (metres) of the data; default: KITTI's 0.54 for
+            ``kitti_raw``/``kitti_odom``/``synthetic`` data, unknown for ``folder`` data.
+
+    Returns:
+        ``(kind, factor, note)``: ``kind`` is ``"relative"`` (monocular training, or a stereo
+        convention whose real baseline is unknown), ``"metric"`` (stereo with the real baseline) or
+        ``"metric (×F)"``; ``factor`` multiplies the network's depth to give that kind (1 or
+        ``real_baseline / stereo_baseline``); ``note`` explains it in one sentence.
+    """
+    if not cfg.use_stereo:
+        return "relative", 1.0, "monocular training: depth is known only up to an unknown scale"
+    b = cfg.data.stereo_baseline
+    if b is None:
+        return "metric", 1.0, "stereo training with the calibrated baseline: depth in metres"
+    real = real_baseline if real_baseline is not None else REAL_BASELINES.get(cfg.data.dataset)
+    if real is None:
+        return (
+            "relative",
+            1.0,
+            f"stereo training with a {b:g} m baseline convention on data whose real baseline is unknown; "
+            "pass real_baseline= (metres) to get metric depth",
+        )
+    factor = float(real) / float(b)
+    if abs(factor - 1.0) < 1e-9:
+        return "metric", 1.0, "stereo training with the real baseline: depth in metres"
+    return (
+        f"metric (×{factor:g})",
+        factor,
+        f"stereo training with a {b:g} m baseline convention; depth multiplied by {real:g}/{b:g} = {factor:g} "
+        "to give metres",
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# input conversion
+
+
+def _array_to_chw(arr: np.ndarray, what: str) -> Tensor:
+    """One HWC (or HW, or CHW) array -> (3,H,W) float32 tensor in [0,1]."""
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3:
+        raise ValueError(f"{what}: expected an (H, W, 3) image array, got shape {arr.shape}")
+    if arr.shape[-1] not in (3, 4) and arr.shape[0] in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # CHW
+    if arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.shape[-1] != 3:
+        raise ValueError(f"{what}: expected an (H, W, 3) image array, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        data = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        data = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        data = arr.astype(np.float32)
+        _check_unit_range(data, what)
+    else:
+        raise ValueError(f"{what}: unsupported dtype {arr.dtype} (use uint8, or float in [0, 1])")
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, -1, 0)))
+
+
+def _check_unit_range(x: np.ndarray | Tensor, what: str) -> None:
+    n = x.size if isinstance(x, np.ndarray) else x.numel()
+    if n == 0:
+        raise ValueError(f"{what}: empty image")
+    lo, hi = float(x.min()), float(x.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{what}: the image holds non-finite values")
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(
+            f"{what}: float images must be in [0, 1], got values in [{lo:g}, {hi:g}] (divide 8-bit data by 255)"
+        )
+
+
+def _tensor_to_list(t: Tensor, what: str) -> list[Tensor]:
+    if t.dim() == 3:
+        t = t.unsqueeze(0)
+    if t.dim() != 4 or t.shape[1] != 3:
+        raise ValueError(f"{what}: expected a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(t.shape)}")
+    t = t.detach().cpu()
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif t.is_floating_point():
+        t = t.float()
+        _check_unit_range(t, what)
+    else:
+        raise ValueError(f"{what}: unsupported tensor dtype {t.dtype} (use float in [0, 1] or uint8)")
+    return list(t.unbind(0))
+
+
+def to_image_list(image: Any, what: str = "image") -> tuple[list[Tensor], bool]:
+    """Normalise any supported image input to a list of ``(3,H,W)`` float32 CPU tensors in ``[0,1]``.
+
+    Accepted: a PIL image; a NumPy array ``(H,W,3)`` (uint8, or float in ``[0,1]``; ``(H,W)`` grey and
+    ``(H,W,4)`` RGBA are converted) or a batch ``(B,H,W,3)``; a tensor ``(3,H,W)`` or ``(B,3,H,W)``
+    (float in ``[0,1]`` or uint8); a file path; or a list/tuple of any of these.
+
+    Returns:
+        ``(images, single)``: ``single`` is True for one non-batched image.
+    """
+    from PIL import Image
+
+    if isinstance(image, (list, tuple)):
+        if not image:
+            raise ValueError(f"{what}: empty list of images")
+        out: list[Tensor] = []
+        for i, item in enumerate(image):
+            items, _ = to_image_list(item, f"{what}[{i}]")
+            out.extend(items)
+        return out, False
+    if isinstance(image, (str, os.PathLike)):
+
+        return [_array_to_chw(np.asarray(load_image(image)), str(image))], True
+    if isinstance(image, Image.Image):
+        return [_array_to_chw(np.asarray(image.convert("RGB")), what)], True
+    if isinstance(image, np.ndarray):
+        if image.ndim == 4:
+            return [_array_to_chw(a, f"{what}[{i}]") for i, a in enumerate(image)], False
+        return [_array_to_chw(image, what)], True
+    if isinstance(image, Tensor):
+        return _tensor_to_list(image, what), image.dim() == 3
+    raise TypeError(f"{what}: unsupported input type {type(image).__name__} (PIL image, NumPy array, tensor or path)")
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``(B,C,H,W)`` (antialiased when shrinking)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model
+
+
+def _normalise_intrinsics_arg(intrinsics: Any) -> np.ndarray | None:
+    """``None`` | ``"kitti"`` | 4 normalised numbers | a normalised (3,3) -> normalised (3,3) float64."""
+    if intrinsics is None:
+        return None
+    if isinstance(intrinsics, str):
+        if intrinsics.strip().lower() != "kitti":
+            raise ValueError(f"intrinsics: unknown name {intrinsics!r} (only 'kitti' is known)")
+        intrinsics = KITTI_NORMALIZED_K
+    arr = np.asarray(intrinsics, dtype=np.float64)
+    if arr.shape == (4,):
+        fx, fy, cx, cy = arr
+        arr = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+    if arr.shape != (3, 3) or arr[0, 0] <= 0 or arr[1, 1] <= 0:
+        raise ValueError(
+            "intrinsics must be 'kitti', four normalised numbers (fx/W, fy/H, cx/W, cy/H) or a normalised "
+            f"3x3 K, got {intrinsics!r}"
+        )
+    return arr
+
+
+class _Networks(nn.Module):
+    def __init__(self, depth_net: DepthNet, pose_net: PoseNet | None) -> None:
+        super().__init__()
+        self.depth_net = depth_net
+        self.pose_net = pose_net
+
+
+class Model:
+    """A trained depth (and ego-motion) model: the one type every command and the Python API use.
+
+    Build it with :func:`featdepth.load` (any checkpoint kind) or, around networks in memory (the
+    trainer's validation), with :meth:`from_networks`, which shares the modules without copying them.
+
+    Attributes:
+        height, width: the training size; inputs are resized to it (bilinear) and outputs back.
+        depth_kind: ``"relative"``, ``"metric"`` or ``"metric (×F)"`` (see the module docstring).
+        metric_factor: the default factor applied to the network's depth (``F``, else 1).
+        min_depth, max_depth: the range of the depth :meth:`predict_depth` returns by default
+            (the network's range times ``metric_factor``).
+        K: normalised intrinsics ``(3,3)`` (``fx/W, fy/H, cx/W, cy/H``) if known (given to
+            :func:`load` or stored in the checkpoint), else ``None``.
+        has_pose: whether the model has a PoseNet (stereo-only models have none).
+        config, stage, source: the training config, its stage and where the weights came from.
+        conversion_report: the :class:`~featdepth.inference.official.MappingReport` for official checkpoints.
+    """
+
+    def __init__(
+        self,
+        networks: _Networks,
+        cfg: Config,
+        *,
+        stage: str,
+        source: str,
+        device: torch.device,
+        amp: str | None = None,
+        intrinsics: Any = None,
+        real_baseline: float | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self._init(networks, cfg, stage=stage, source=source, device=device, amp=amp, intrinsics=intrinsics,
+                   real_baseline=real_baseline, batch_size=batch_size, move=True)
+
+    def _init(self, networks: _Networks, cfg: Config, *, stage: str, source: str, device: torch.device,
+              amp: str | None, intrinsics: Any, real_baseline: float | None, batch_size: int, move: bool) -> None:
+        self.networks = networks.to(device).eval() if move else networks
+        self.config = cfg
+        self.stage = stage
+        self.source = source
+        self.device = device
+        amp = None if amp in (None, "none", "") else str(amp).lower()
+        if amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'none', 'bf16' or 'fp16', got {amp!r}")
+        self.amp = amp
+        self.batch_size = int(batch_size)
+        self.height = int(cfg.data.height)
+        self.width = int(cfg.data.width)
+        self.depth_kind, self.metric_factor, self.scale_note = depth_kind_from_config(cfg, real_baseline)
+        self.network_min_depth = float(cfg.model.min_depth)
+        self.network_max_depth = float(cfg.model.max_depth)
+        self.min_depth = self.network_min_depth * self.metric_factor
+        self.max_depth = self.network_max_depth * self.metric_factor
+        self.K = _normalise_intrinsics_arg(intrinsics)
+        self.conversion_report = None
+        self.step: int | None = None
+
+    @classmethod
+    def from_networks(cls, depth_net: nn.Module, pose_net: nn.Module | None, cfg: Config, *, stage: str,
+                      source: str = "<networks in memory>", device: str | torch.device | None = None,
+                      amp: str | None = None, intrinsics: Any = None, batch_size: int = 8) -> "Model":
+        """A model around existing networks, sharing them (no copy, modes and devices untouched unless
+        ``device`` is given). The trainer's validation and the experiments evaluate this way."""
+        networks = _Networks.__new__(_Networks)
+        nn.Module.__init__(networks)
+        networks.depth_net = depth_net
+        networks.pose_net = pose_net
+        if device is None:
+            device = next(depth_net.parameters()).device
+        model = cls.__new__(cls)
+        model._init(networks, cfg, stage=stage, source=source, device=resolve_device(device, key="device"), amp=amp,
+                    intrinsics=intrinsics, real_baseline=None, batch_size=batch_size, move=False)
+        return model
+
+    # -- info ----------------------------------------------------------------------------
+    @property
+    def depth_net(self) -> DepthNet:
+        return self.networks.depth_net
+
+    @property
+    def pose_net(self) -> PoseNet | None:
+        return self.networks.pose_net
+
+    @property
+    def has_pose(self) -> bool:
+        return self.networks.pose_net is not None
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data summary (for logs and JSON)."""
+        m = self.config.model
+        return {
+            "source": self.source,
+            "step": self.step,
+            "stage": self.stage,
+            "input_size": [self.height, self.width],
+            "depth_network": f"resnet{m.depth_layers} + {m.depth_decoder} decoder",
+            "pose_network": f"resnet{m.pose_layers}" if self.has_pose else None,
+            "frame_ids": list(self.config.data.frame_ids),
+            "depth_kind": self.depth_kind,
+            "metric_factor": self.metric_factor,
+            "scale_note": self.scale_note,
+            "depth_range": [self.min_depth, self.max_depth],
+            "device": str(self.device),
+            "amp": self.amp,
+        }
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"Model({d['depth_network']}, {self.height}x{self.width}, depth_kind={self.depth_kind!r}, device={d['device']})"
+
+    def to(self, device: str | torch.device) -> "Model":
+        self.device = resolve_device(device, key="device")
+        self.networks.to(self.device)
+        return self
+
+    # -- intrinsics ----------------------------------------------------------------------
+    def set_intrinsics(self, K: Any, image_size: tuple[int, int] | None = None) -> None:
+        """Store intrinsics: normalised (``"kitti"``, 4 numbers, 3×3), or pixel ones with ``image_size=(H, W)``."""
+        if image_size is None:
+            self.K = _normalise_intrinsics_arg(K)
+            return
+        arr = np.asarray(K, dtype=np.float64)
+        if arr.shape == (4,):
+            arr = np.array([[arr[0], 0, arr[2]], [0, arr[1], arr[3]], [0, 0, 1.0]])
+        if arr.shape != (3, 3):
+            raise ValueError(f"pixel intrinsics must be 3x3 or (fx, fy, cx, cy), got shape {arr.shape}")
+        h, w = image_size
+        norm = arr.copy()
+        norm[0] /= w
+        norm[1] /= h
+        self.K = norm
+
+    def intrinsics(self, height: int, width: int) -> np.ndarray | None:
+        """Pixel intrinsics ``(3,3)`` for an image of ``height × width`` from the normalised ``K`` (or None)."""
+        if self.K is None:
+            return None
+        K = self.K.copy()
+        K[0] *= width
+        K[1] *= height
+        return K
+
+    # -- running -------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp is None:
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _batches(self, images: list[Tensor], batch_size: int):
+        for start in range(0, len(images), batch_size):
+            yield start, images[start : start + batch_size]
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator["Model"]:
+        """Put the networks in ``eval()`` for the block and restore each module's mode afterwards (for
+        networks shared with a trainer)."""
+        modes = [(m, m.training) for m in self.networks.modules()]
+        self.networks.eval()
+        try:
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    @torch.no_grad()
+    def disparity(self, images: Tensor) -> Tensor:
+        """Finest-scale sigmoid disparity of a batch already at the network size.
+
+        Args:
+            images: ``(B,3,H,W)`` float in ``[0,1]`` on any device (moved to the model's).
+
+        Returns:
+            ``(B,1,H',W')`` float32 on the model's device (``H' = H`` for the FeatDepth and monodepth2
+            decoders). The networks' modes are not changed: use :meth:`evaluating`.
+        """
+        with self._autocast():
+            disp = self.networks.depth_net(images.to(self.device))[0]
+        return disp.float()
+
+    @torch.no_grad()
+    def relative_pose(self, frame_a: Tensor, frame_b: Tensor) -> Tensor:
+        """``T_{b<-a}`` ``(B,4,4)`` float32 for batches ``(B,3,H,W)`` at the network size (PoseNet sees
+        ``(earlier=a, later=b)``); see :meth:`predict_pose` for the convention."""
+        if self.networks.pose_net is None:
+            raise ValueError(
+                f"this model ({self.source}) has no PoseNet: the checkpoint holds no pose weights "
+                f"(training frames {self.config.data.frame_ids})"
+            )
+        with self._autocast():
+            axis_angle, translation = self.networks.pose_net(frame_a.to(self.device), frame_b.to(self.device))
+        return pose_from_axis_angle_translation(axis_angle.float(), translation.float())
+
+    @torch.inference_mode()
+    def _disparity_at_training_size(self, batch: list[Tensor]) -> Tensor:
+        x = torch.stack([_resize(im.unsqueeze(0), (self.height, self.width))[0] for im in batch])
+        with self.evaluating():
+            return self.disparity(x)
+
+    def predict_depth(
+        self,
+        image: Any,
+        *,
+        return_disparity: bool = False,
+        scale: float | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
+        """Depth for one image or a batch, at the input's resolution.
+
+        Args:
+            image: a PIL image, a NumPy array ``(H,W,3)`` (uint8 or float in ``[0,1]``) or ``(B,H,W,3)``,
+                a tensor ``(3,H,W)`` or ``(B,3,H,W)`` (float in ``[0,1]``), a path, or a list of these.
+                Any resolution: each image is resized (bilinear) to the training size and the output
+                resized back (bilinear).
+            return_disparity: also return the network's sigmoid disparity in ``(0,1)`` (what the
+                colour maps show), upsampled to the input resolution.
+            scale: factor on the network's depth; default ``metric_factor`` (see ``depth_kind``).
+            batch_size: images per forward pass (default: the model's, 8).
+
+        Returns:
+            ``depth`` float32 ``(H,W)`` for one image, ``(B,H,W)`` for a batch (a list of ``(H_i,W_i)``
+            arrays for a list of differently sized images); with ``return_disparity``, ``(depth, disp)``.
+            Depth lies in ``[min_depth, max_depth]`` times ``scale / metric_factor``.
+        """
+        images, single = to_image_list(image)
+        factor = self.metric_factor if scale is None else float(scale)
+        if not factor > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        bs = int(batch_size or self.batch_size)
+        depths: list[np.ndarray] = []
+        disps: list[np.ndarray] = []
+        for _, batch in self._batches(images, bs):
+            disp_small = self._disparity_at_training_size(batch)
+            for im, d in zip(batch, disp_small):
+                d_full = F.interpolate(d.unsqueeze(0), size=tuple(im.shape[-2:]), mode="bilinear", align_corners=False)
+                _, depth = disp_to_depth(d_full, self.network_min_depth, self.network_max_depth)
+                depths.append((depth[0, 0] * factor).cpu().numpy().astype(np.float32))
+                disps.append(d_full[0, 0].cpu().numpy().astype(np.float32))
+        if single:
+            out_depth: Any = depths[0]
+            out_disp: Any = disps[0]
+        elif len({d.shape for d in depths}) == 1:
+            out_depth, out_disp = np.stack(depths), np.stack(disps)
+        else:
+            out_depth, out_disp = depths, disps
+        return (out_depth, out_disp) if return_disparity else out_depth
+
+    @torch.inference_mode()
+    def _pose(self, a: list[Tensor], b: list[Tensor]) -> Tensor:
+        size = (self.height, self.width)
+        xa = torch.stack([_resize(im.unsqueeze(0), size)[0] for im in a])
+        xb = torch.stack([_resize(im.unsqueeze(0), size)[0] for im in b])
+        with self.evaluating():
+            return self.relative_pose(xa, xb).cpu().double()
+
+    def predict_pose(self, frame_a: Any, frame_b: Any, *, scale: float | None = None) -> np.ndarray:
+        """Relative camera motion between two frames.
+
+        Convention: returns ``T_{b<-a}``, the rigid transform that maps 3-D points from camera ``a``'s
+        frame into camera ``b``'s frame, ``X_b = R X_a + t`` (``T_src_tgt`` with target ``a`` and
+        source ``b`` in docs/design.md). PoseNet sees ``(earlier=a, later=b)``, the order it was
+        trained with, so pass frames in time order; the camera motion from ``a`` to ``b`` in ``a``'s
+        frame is ``inv(T)``. The translation is multiplied by ``scale`` (default ``metric_factor``),
+        consistently with :meth:`predict_depth`.
+
+        Args:
+            frame_a, frame_b: images as for :meth:`predict_depth` (single images or equal-size batches).
+
+        Returns:
+            ``(4,4)`` float64 for single frames, ``(B,4,4)`` for batches.
+        """
+        a, single_a = to_image_list(frame_a, "frame_a")
+        b, single_b = to_image_list(frame_b, "frame_b")
+        if len(a) != len(b):
+            raise ValueError(f"frame_a has {len(a)} images but frame_b has {len(b)}")
+        factor = self.metric_factor if scale is None else float(scale)
+        out = []
+        for start in range(0, len(a), self.batch_size):
+            out.append(self._pose(a[start : start + self.batch_size], b[start : start + self.batch_size]))
+        T = torch.cat(out).numpy()
+        T[:, :3, 3] *= factor
+        return T[0] if (single_a and single_b) else T
+
+    def predict_relative_poses(self, frames: Sequence[Any], *, scale: float | None = None) -> np.ndarray:
+        """``T_{i+1<-i}`` for consecutive frames -> ``(N-1, 4, 4)`` float64 (for :func:`~featdepth.evaluation.trajectory.chain_relative_poses`)."""
+        images, _ = to_image_list(list(frames), "frames")
+        if len(images) < 2:
+            raise ValueError(f"need at least 2 frames for relative poses, got {len(images)}")
+        return np.asarray(self.predict_pose(images[:-1], images[1:], scale=scale)).reshape(-1, 4, 4)
+
+    def predict_points(self, image: Any, K: Any = None, *, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Coloured 3-D points of one image: ``(points (H*W,3) float32, colours (H*W,3) uint8)``.
+
+        ``K``: pixel intrinsics ``(3,3)`` of the input resolution; default from the normalised ``K``.
+        Points are in the camera frame (x right, y down, z forward), in row-major pixel order.
+        """
+
+        images, single = to_image_list(image)
+        if not single:
+            raise ValueError("predict_points takes a single image")
+        im = images[0]
+        h, w = im.shape[-2:]
+        K_px = np.asarray(K, dtype=np.float64) if K is not None else self.intrinsics(h, w)
+        if K_px is None:
+            raise ValueError("no intrinsics: pass K= (pixel 3x3 of the input) or load the model with intrinsics=")
+        depth = self.predict_depth(im, scale=scale)
+        points = depth_to_points(depth, K_px)
+        colours = (im.permute(1, 2, 0).reshape(-1, 3).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+        return points, colours
+
+
+#: The name this type had before the package was restructured (kept for user code).
+DepthModel = Model

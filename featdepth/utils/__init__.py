@@ -1,0 +1,1 @@
+"""Utilities with no featdepth dependency above the config: files, devices, constants."""

@@ -1,0 +1,110 @@
+"""The one evaluation loop against the computation the separate code paths did before it existed
+(network -> disp_to_depth -> median scaling -> metrics; PoseNet -> 5-frame ATE), on the same inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featdepth.config import load_config
+from featdepth.evaluation.depth_metrics import evaluate_depth
+from featdepth.evaluation.loop import evaluate_depth_batches, evaluate_pose, evaluate_sequences, SequenceData
+from featdepth.evaluation.pose_metrics import snippets_from_relative_poses
+from featdepth.evaluation.trajectory import chain_relative_poses, relative_poses_from_absolute
+from featdepth.geometry import pose_from_axis_angle_translation
+from featdepth.inference.model import Model
+from featdepth.models.layers import disp_to_depth
+from featdepth.models.stage import StageNetworks
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def nets():
+    cfg = load_config("synthetic_small", ["data.height=64", "data.width=192", "model.depth_decoder=monodepth2",
+                                          "train.stage=baseline"])
+    torch.manual_seed(3)
+    n = StageNetworks(cfg, "baseline").eval()
+    return cfg, n
+
+
+def _scene(n: int = 6, h: int = 64, w: int = 192, gt_scale: int = 1):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, h, w, generator=g)
+    gts = [np.asarray(1.0 + 30.0 * torch.rand(h * gt_scale, w * gt_scale, generator=g).numpy(), np.float32)
+           for _ in range(n)]
+    for gt in gts:
+        gt[:3] = 0.0  # invalid pixels
+    t = np.cumsum(np.full(n, 0.8))
+    poses = np.stack([np.eye(4) for _ in range(n)])
+    poses[:, 2, 3] = t
+    poses[:, 0, 3] = 0.1 * t ** 2
+    return images, gts, poses
+
+
+def test_depth_equals_the_old_path(nets):
+    cfg, n = nets
+    images, gts, _ = _scene()
+    model = Model.from_networks(n.depth_net, n.pose_net, cfg, stage="baseline")
+    result, disps = evaluate_depth_batches(model, [(images[:4], gts[:4]), (images[4:], gts[4:])],
+                                           protocol="uncropped", scaling="median")
+    with torch.no_grad():  # the old validation / demo path
+        disp = n.depth_net(images)[0]
+    _, depth = disp_to_depth(disp, cfg.model.min_depth, cfg.model.max_depth)
+    old = evaluate_depth(gts, [d[0].numpy() for d in depth], protocol="uncropped", scaling="median")
+    assert result.num_images == old.num_images == 6
+    for k, v in old.metrics.items():
+        assert result.metrics[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+    assert result.ratio_median == pytest.approx(old.ratio_median, rel=1e-5)
+    assert disps.shape == (6, 64, 192)
+
+
+def test_max_images_and_no_ground_truth(nets):
+    cfg, n = nets
+    images, gts, _ = _scene()
+    model = Model.from_networks(n.depth_net, n.pose_net, cfg, stage="baseline")
+    result, disps = evaluate_depth_batches(model, [(images[:4], gts[:4]), (images[4:], gts[4:])],
+                                           protocol="uncropped", max_images=4)
+    assert result.num_images == 4 and len(disps) == 4
+    with pytest.raises(ValueError, match="no image with ground-truth depth"):
+        evaluate_depth_batches(model, [], protocol="uncropped")
+
+
+def test_pose_equals_the_old_path(nets):
+    cfg, n = nets
+    images, _, poses = _scene()
+    model = Model.from_networks(n.depth_net, n.pose_net, cfg, stage="baseline")
+    out = evaluate_pose(model, images, poses, batch_size=2)
+    with torch.no_grad():  # the old path: one PoseNet call over all consecutive pairs
+        aa, t = n.pose_net(images[:-1], images[1:])
+    rel = pose_from_axis_angle_translation(aa, t).double().numpy()
+    rel_gt = relative_poses_from_absolute(poses)
+    ates = snippets_from_relative_poses(rel_gt, rel)
+    zero = snippets_from_relative_poses(rel_gt, np.broadcast_to(np.eye(4), rel_gt.shape).copy())
+    assert out["ate5"] == pytest.approx(float(np.mean(ates)), rel=1e-4)
+    assert out["zero_motion_ate5"] == pytest.approx(float(np.mean(zero)), rel=1e-9)
+    np.testing.assert_allclose(out["trajectory"]["pred"], chain_relative_poses(rel), atol=1e-5)
+    assert out["r_err"] is None  # a 4 m trajectory has no 100 m KITTI segment
+
+
+def test_sequences_combine_depth_and_pose(nets):
+    cfg, n = nets
+    images, gts, poses = _scene()
+    model = Model.from_networks(n.depth_net, n.pose_net, cfg, stage="baseline")
+    seq = SequenceData("s0", images, gts, poses)
+    out = evaluate_sequences(model, "unused", [], height=64, width=192, sequences=[seq])
+    alone, _ = evaluate_depth_batches(model, [(images, gts)], protocol="uncropped", scaling="median")
+    assert out["depth"] == alone.metrics and "ate5" in out and set(out["trajectories"]) == {"s0"}
+
+
+def test_evaluation_restores_training_mode(nets):
+    cfg, n = nets
+    images, gts, _ = _scene(n=2)
+    n.train()
+    try:
+        model = Model.from_networks(n.depth_net, n.pose_net, cfg, stage="baseline")
+        evaluate_depth_batches(model, [(images, gts)], protocol="uncropped")
+        assert n.depth_net.training and n.pose_net.training
+    finally:
+        n.eval()

@@ -1,0 +1,312 @@
+"""The ablation runner (featdepth.experiments): per-region masks and metrics, the loss landscape, feature
+statistics, the real-data helpers, and one end-to-end run on a tiny budget. Not the scientific outcome."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from featdepth.experiments import feature_stats, landscape
+from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, Variant, estimate_seconds, get_preset
+from featdepth.experiments.regions import REGION_NAMES, evaluate_region_depth, region_depth_errors, region_masks
+from featdepth.experiments.runner import _plan, run_experiment
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """One small synthetic sequence with depth, regions and poses (seed chosen to show every region)."""
+    from featdepth.data.synthetic import SynthConfig, write_sequence
+
+    root = tmp_path_factory.mktemp("synth")
+    write_sequence(root / "seq_000", SynthConfig(height=64, width=192, num_frames=4, stereo=False, seed=3))
+    return root
+
+
+# ------------------------------------------------------------------------------------------ region masks
+
+
+class TestRegionMasks:
+    def test_masks_match_region_pngs(self, synth_root):
+        from featdepth.evaluation.loop import load_folder_sequence
+
+        seq = load_folder_sequence(synth_root, "seq_000", 64, 192)
+        assert len(seq.regions) == 4
+        for i, (labels, gt) in enumerate(zip(seq.regions, seq.depths)):
+            png = np.asarray(Image.open(synth_root / "seq_000" / "regions" / f"{i:06d}.png"))
+            valid = (gt > 1e-3) & (gt < 80.0)
+            masks = region_masks(labels, valid)
+            assert set(masks) == {"all", "textureless", "textured", "road", "object"}
+            for rid in (1, 2, 3, 4):
+                np.testing.assert_array_equal(masks[REGION_NAMES[rid]], valid & (png == rid))
+            np.testing.assert_array_equal(masks["all"], valid)
+            # the sky sits at exactly max_depth and is never evaluated
+            assert not np.any(valid & (png == 0))
+        # this sequence shows textureless and textured walls
+        png0 = np.asarray(Image.open(synth_root / "seq_000" / "regions" / "000000.png"))
+        assert (png0 == 2).sum() > 100 and (png0 == 3).sum() > 100
+
+    def test_shape_mismatch_raises(self):
+        with pytest.raises(ValueError, match="same shape"):
+            region_masks(np.zeros((4, 4), int), np.ones((4, 5), bool))
+
+    def test_perfect_on_textureless_wrong_on_textured(self):
+        h, w = 20, 30
+        regions = np.full((h, w), 2, np.int64)
+        regions[:6] = 3  # 30 % textured, 70 % textureless
+        regions[0, :5] = 0  # a little sky (invalid: depth 80)
+        gt = np.full((h, w), 10.0)
+        gt[regions == 0] = 80.0
+        pred = gt.copy()
+        pred[regions == 3] = 15.0
+        # any global scale of the prediction is removed by the median ratio (textureless is the majority)
+        metrics, ratio, counts = region_depth_errors(gt, 0.5 * pred, regions, min_region_pixels=5)
+        assert ratio == pytest.approx(2.0)
+        assert metrics["textureless"]["abs_rel"] == pytest.approx(0.0, abs=1e-12)
+        assert metrics["textureless"]["rmse"] == pytest.approx(0.0, abs=1e-12)
+        assert metrics["textureless"]["a1"] == 1.0
+        assert metrics["textured"]["abs_rel"] == pytest.approx(0.5)
+        assert metrics["textured"]["sq_rel"] == pytest.approx(2.5)
+        assert metrics["textured"]["a1"] == 0.0
+        assert metrics["road"] is None and metrics["object"] is None  # absent regions
+        assert counts["textured"] == 6 * w - 5 and counts["textureless"] == 14 * w
+        assert metrics["all"]["abs_rel"] == pytest.approx(0.5 * counts["textured"] / counts["all"])
+
+    def test_prediction_resized_to_gt(self):
+        gt = np.full((8, 12), 5.0)
+        regions = np.full((8, 12), 3)
+        metrics, _, _ = region_depth_errors(gt, np.full((4, 6), 7.0), regions, min_region_pixels=1)
+        assert metrics["textured"]["abs_rel"] == pytest.approx(0.0, abs=1e-12)
+
+    def test_mean_over_images_skips_images_without_region(self):
+        gt = np.full((10, 10), 10.0)
+        r_a = np.full((10, 10), 2)
+        r_b = np.full((10, 10), 2)
+        r_b[:5] = 3
+        pred_b = gt.copy()
+        pred_b[:5] = 20.0
+        out = evaluate_region_depth([gt, gt], [gt, pred_b], [r_a, r_b], min_region_pixels=5)
+        assert out["textureless"]["images"] == 2 and out["textured"]["images"] == 1
+        assert out["textured"]["pixels"] == 50
+        assert out["road"]["images"] == 0 and out["road"]["metrics"] == {}
+
+
+# ------------------------------------------------------------------------------------------ landscape
+
+
+class TestLandscape:
+    def test_sweep_values(self):
+        f = landscape.depth_scale_factors(31)
+        assert f[0] == pytest.approx(0.5) and f[-1] == pytest.approx(2.0) and f[15] == 1.0
+        assert np.all(np.diff(f) > 0)
+        v = landscape.symmetric_values(9, 0.4)
+        assert v[4] == 0.0 and v[0] == pytest.approx(-0.4)
+        with pytest.raises(ValueError):
+            landscape.depth_scale_factors(2)
+
+    def test_perturb_pose(self):
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, 3] = torch.tensor([0.1, 0.0, -0.8], dtype=torch.float64)
+        out = landscape.perturb_pose(T[None], "tz", [0.0, 0.25])
+        torch.testing.assert_close(out[0], T)
+        assert float(out[1, 2, 3]) == pytest.approx(-0.55)
+        rot = landscape.perturb_pose(T[None], "ry", [math.radians(10)])[0]
+        R = rot[:3, :3]
+        torch.testing.assert_close(R @ R.T, torch.eye(3, dtype=torch.float64))
+        assert float(R[0, 2]) == pytest.approx(math.sin(math.radians(10)))
+        with pytest.raises(ValueError):
+            landscape.perturb_pose(T, "rx", [0.0])
+
+    def test_photometric_minimum_at_gt_on_textured(self, synth_root):
+        from featdepth.models.feature_net import FeatureNet
+
+        pairs = landscape.pairs_from_sequences(synth_root, ["seq_000"], 64, 192, num_pairs=1)
+        assert len(pairs) == 1
+        torch.manual_seed(0)
+        land = landscape.compute_landscape(pairs[0], {"random_fn": FeatureNet(num_layers=18)}, num_points=15)
+        c = land.centre["depth"]
+        assert land.values["depth"][c] == 1.0
+        assert set(land.curves["depth"]) == {"photometric", "intensity", "random_fn"}
+        y = land.curves["depth"]["photometric"]["textured"]
+        assert land.pixels["depth"]["photometric"]["textured"] > 200
+        assert y[c] <= 1.01 * y.min()  # at (or very near) the minimum of the scale sweep
+        assert y[0] > 1.5 * y[c] and y[-1] > 1.5 * y[c]  # and clearly lower than far away
+        for sweep in ("tz", "ry"):
+            ys = land.curves[sweep]["photometric"]["textured"]
+            assert ys[land.centre[sweep]] <= 1.05 * ys.min()
+        rows = landscape.summarize_landscape(land)
+        row = next(r for r in rows if (r["sweep"], r["measure"], r["region"]) == ("depth", "photometric", "textured"))
+        assert row["min_at_gt"] and row["rise_far"] > 0.5 and row["curvature"] > 0
+        # JSON round trip and figure
+        back = landscape.landscape_from_json(json.loads(json.dumps(landscape.landscape_to_json(land))))
+        np.testing.assert_allclose(back.curves["depth"]["photometric"]["textured"], y)
+
+    def test_summarize_curve(self):
+        x = np.linspace(-1, 1, 11)
+        s = landscape.summarize_curve(x, 1.0 + x**2, 5)
+        assert s["min_at_gt"] and s["at_gt"] == 1.0
+        assert s["curvature"] == pytest.approx(2.0, rel=1e-6)
+        assert s["rise_far"] == pytest.approx(1.0) and s["convex_fraction"] == 1.0
+        flat = landscape.summarize_curve(x, np.ones(11), 5)
+        assert flat["rise_far"] == 0.0 and flat["curvature"] == pytest.approx(0.0, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------ feature statistics
+
+
+class TestFeatureStats:
+    def test_gradient_maps_on_known_fields(self):
+        h, w = 6, 8
+        ramp = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 2, h, w) * 0.5
+        g1, g2 = feature_stats.gradient_magnitude_maps(ramp)
+        assert g1.shape == (1, 1, h - 2, w - 2)
+        torch.testing.assert_close(g1, torch.full_like(g1, 0.5))
+        torch.testing.assert_close(g2, torch.zeros_like(g2))
+        quad = (torch.arange(h, dtype=torch.float32) ** 2).view(1, 1, h, 1).expand(1, 1, h, w)
+        _, g2q = feature_stats.gradient_magnitude_maps(quad)
+        torch.testing.assert_close(g2q, torch.full_like(g2q, 2.0))
+
+    def test_region_stats_separate_regions(self):
+        h, w = 16, 16
+        f = torch.zeros(1, 4, h, w)
+        f[..., :, 8:] = torch.randn(1, 4, h, 8)  # texture on the right half only
+        regions = np.full((h, w), 2)
+        regions[:, 8:] = 3
+        st = feature_stats.region_gradient_stats(f, [regions], erode=1)
+        assert st["textureless"]["g1"] == pytest.approx(0.0, abs=1e-7)
+        assert st["textured"]["g1"] > 0.1 and st["textured"]["g2"] > 0.1
+        assert st["road"]["pixels"] == 0
+
+    def test_statistics_and_pca(self, synth_root, tmp_path):
+        from featdepth.evaluation.loop import load_folder_sequence
+        from featdepth.models.feature_net import FeatureNet
+
+        seq = load_folder_sequence(synth_root, "seq_000", 64, 192)
+        nets = {"a": FeatureNet(num_layers=18)}
+        out = feature_stats.feature_statistics(nets, seq.images[:2], seq.regions[:2])
+        assert set(out) == {"intensity", "a"}
+        assert out["a"]["regions"]["textured"]["pixels"] > 0
+        assert np.isfinite(out["intensity"]["textureless_over_textured_g1"])
+        paths = feature_stats.write_pca_images(nets, seq.images[:1], tmp_path)
+        assert [p.name for p in paths] == ["pca_0.png"] and paths[0].stat().st_size > 0
+
+
+# ------------------------------------------------------------------------------------------ plan, presets
+
+
+def test_featurenet_stage_shared_in_the_plan():
+    twin = Variant("fm_dis_cvt_twin", "depth", "rec_dis_cvt")
+    jobs = _plan([VARIANTS["baseline"], VARIANTS["fm_dis_cvt"], twin, VARIANTS["fm_rec"]], [0, 1])
+    fn_jobs = [(j.name, j.seed) for j in jobs if j.kind == "featurenet"]
+    assert sorted(fn_jobs) == [("rec", 0), ("rec", 1), ("rec_dis_cvt", 0), ("rec_dis_cvt", 1)]
+    assert len([j for j in jobs if j.kind == "variant"]) == 8
+    # every FeatureNet job comes before the depth runs of its seed
+    first_variant = {s: min(i for i, j in enumerate(jobs) if j.kind == "variant" and j.seed == s) for s in (0, 1)}
+    assert all(i < first_variant[j.seed] for i, j in enumerate(jobs) if j.kind == "featurenet")
+
+
+def test_presets_and_estimate():
+    assert set(FEATURENET_SETTINGS) == {"rec", "rec_dis", "rec_dis_cvt"}
+    assert FEATURENET_SETTINGS["rec"] == (0.0, 0.0)
+    cpu = get_preset("cpu")
+    assert cpu.layers == 18 and set(cpu.variants) == set(VARIANTS)
+    est = estimate_seconds(cpu)
+    assert 15 * 60 < est["total"] < 45 * 60  # sized for about 30 minutes on 2 cores
+    assert estimate_seconds(get_preset("tiny"))["total"] < 120
+    with pytest.raises(ValueError, match="unknown experiment preset"):
+        get_preset("huge")
+
+
+def test_configure_preset_overrides():
+    from featdepth.experiments.runner import configure_preset
+
+    base = get_preset("cpu")
+    p = configure_preset("cpu", seeds=[3, 4, 5], variants=["baseline"], steps=7, real_steps=9,
+                         real_seeds=[1, 2], real_size=(192, 640), real_sources=["raw"])
+    assert (p.seeds, p.variants, p.depth_steps) == ([3, 4, 5], ["baseline"], 7)
+    assert (p.real.seeds, p.real.depth_steps, p.real.height, p.real.width, p.real.sources) == ([1, 2], 9, 192, 640, ["raw"])
+    assert get_preset("cpu").seeds == base.seeds  # the registry is not modified
+    # without real_seeds the real part takes the first seeds of --seeds
+    assert configure_preset("cpu", seeds=[7, 8]).real.seeds == [7][: len(base.real.seeds)]
+    with pytest.raises(ValueError, match="multiples of 32"):
+        configure_preset("cpu", real_size=(100, 320))
+    with pytest.raises(ValueError, match="unknown variants"):
+        configure_preset("cpu", variants=["nope"])
+
+
+def test_cli_dry_run(capsys):
+    from featdepth.cli import main
+
+    assert main(["experiment", "run", "--out", "unused", "--preset", "cpu", "--dry-run"]) == 0
+    assert "estimated" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ real-data helpers
+
+
+def test_realdata_helpers(shared_data, tmp_path):
+    from featdepth.experiments import realdata
+
+    assert realdata.find_shared_data(shared_data) == shared_data
+    split_dir, split = realdata.write_raw_split(tmp_path, repeat=2)
+    lines = (split_dir / split / "train_files.txt").read_text().splitlines()
+    assert lines[:5] == [f"2011_09_26/2011_09_26_drive_0023_sync {i} l" for i in range(1, 6)] and len(lines) == 10
+    K = realdata.read_odom_intrinsics(shared_data / "kitti_odom_06_tiny" / "calib.txt")
+    assert K[0, 0] == pytest.approx(707.0912) and K[2, 2] == 1.0
+    root = realdata.build_odom_folder(tmp_path, shared_data / "kitti_odom_06_tiny")
+    seq = root / "odom06"
+    assert len(list((seq / "images").glob("*.png"))) == 51 and (seq / "images" / "000000.png").is_symlink()
+    from featdepth.data import FolderDataset
+
+    ds = FolderDataset(root, [0, -1, 1], 64, 192, sequences=["odom06"])
+    s = ds[0]
+    assert s["color"][0].shape == (3, 64, 192)
+    torch.testing.assert_close(s["color"][0][0], s["color"][0][1])  # grey replicated to 3 channels
+    images, gts = realdata.load_raw_eval(shared_data / "kitti_raw_tiny", 64, 192)
+    assert images.shape == (7, 3, 64, 192) and len(gts) == 7 and gts[0].shape == (375, 1242)
+    grey = realdata.to_grey(images[:1])
+    torch.testing.assert_close(grey[:, 0], grey[:, 2])
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_runner_tiny_budget(tmp_path):
+    """2 variants x 1 seed with 2 steps each: trains, evaluates, writes the report with tables and figures."""
+    preset = get_preset("tiny")
+    preset.width = 128  # smaller than the tiny preset's 64x192: this test only checks the plumbing
+    preset.landscape_points = 5
+    preset.stats_images = 1
+    out = tmp_path / "exp"
+    results = run_experiment(out, preset, variants=["baseline", "fm_rec"], seeds=[0], steps=2, feature_steps=2,
+                             real=False, command="featdepth experiment run --preset tiny")
+    # every run keeps its config, log and evaluation; the FeatureNet stage lives apart (shared)
+    for v in ("baseline", "fm_rec"):
+        run_dir = out / "runs" / v / "seed0"
+        for name in ("config.yaml", "log.jsonl", "result.json", "summary.json"):
+            assert (run_dir / name).is_file(), (v, name)
+        assert (run_dir / "checkpoints" / "model.pt").is_file()
+    fn_dir = out / "featurenets" / "rec" / "seed0"
+    assert (fn_dir / "config.yaml").is_file() and (fn_dir / "checkpoints" / "model.pt").is_file()
+    cfg_text = (out / "runs" / "fm_rec" / "seed0" / "config.yaml").read_text()
+    assert "stage: depth" in cfg_text and str(fn_dir / "checkpoints" / "model.pt") in cfg_text
+    assert "discriminative_weight: 0.0" in cfg_text
+    # results
+    assert [(r["variant"], r["seed"], r["steps"]) for r in results["runs"]] == [("baseline", 0, 2), ("fm_rec", 0, 2)]
+    depth = results["runs"][0]["eval"]["depth"]
+    assert {"all", "textureless", "textured", "road", "object"} <= set(depth)
+    assert np.isfinite(depth["all"]["metrics"]["abs_rel"]) and np.isfinite(results["runs"][0]["eval"]["ate5"])
+    assert json.loads((out / "results.json").read_text())["runs"][1]["variant"] == "fm_rec"
+    # report with tables and figures
+    report = (out / "report.md").read_text()
+    for text in ("## Depth and pose", "**textureless**", "| `fm_rec` |", "## Loss landscape", "## FeatureNet statistics",
+                 "figures/landscape.png", "figures/region_abs_rel.png"):
+        assert text in report, text
+    for fig in ("landscape.png", "region_abs_rel.png", "region_sq_rel.png", "pca_0.png"):
+        assert (out / "figures" / fig).stat().st_size > 1000, fig
+    assert {"rec", "intensity"} <= set(results["analysis"]["feature_stats"])
