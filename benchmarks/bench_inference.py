@@ -18,6 +18,11 @@ Usage::
 
     python benchmarks/bench_inference.py                       # everything (slow on small CPUs)
     python benchmarks/bench_inference.py --archs 18 --sizes 640x192 --batches 1 --reps 3
+    python benchmarks/bench_inference.py --device cuda --backends eager compile --batches 1 8 32 \
+        --record benchmarks/results/inference_gpu.md
+
+On CUDA (``--device cuda``) the eager and compiled models run on the GPU (each timed call ends with a
+synchronisation); onnxruntime stays a CPU measurement and is skipped there.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ def _time_calls(fn, batch_input, warmup: int, reps: int, budget_s: float) -> tup
 
 def bench(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
     rows = []
     if args.pairs:
         pairs = [(int(a), sz) for a, sz in (p.split(":") for p in args.pairs)]
@@ -81,11 +88,13 @@ def bench(args: argparse.Namespace) -> list[dict]:
         w, h = (int(v) for v in size.lower().split("x"))
         torch.manual_seed(0)
         net = DepthNet(arch, decoder="featdepth").eval()
-        wrapper = DepthExportWrapper(net, 0.1, 100.0).eval()
+        wrapper = DepthExportWrapper(net, 0.1, 100.0).eval().to(device)
         onnx_session = None
         onnx_error = None
         tmpdir = None
-        if "onnxruntime" in args.backends:
+        if "onnxruntime" in args.backends and cuda:
+            onnx_error = "skipped on CUDA (the onnxruntime row is a CPU measurement)"
+        elif "onnxruntime" in args.backends:
             try:
                 import onnxruntime as ort
 
@@ -111,7 +120,7 @@ def bench(args: argparse.Namespace) -> list[dict]:
             except Exception as exc:  # noqa: BLE001
                 compile_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
         for batch in args.batches:
-            x = torch.rand(batch, 3, h, w)
+            x = torch.rand(batch, 3, h, w, device=device)
             for backend in args.backends:
                 row = {"arch": f"ResNet-{arch}", "size": f"{w}x{h}", "batch": batch, "backend": backend}
                 print(f"[bench] {row}", file=sys.stderr, flush=True)
@@ -135,6 +144,8 @@ def bench(args: argparse.Namespace) -> list[dict]:
                             return onnx_session.run(None, {"image": inp.numpy()})
                     else:
                         raise ValueError(backend)
+                    if cuda:
+                        fn = _synchronised(fn, device)
                     first, times = _time_calls(fn, x, args.warmup, args.reps, args.budget)
                     lat = statistics.median(times)
                     row.update(latency_ms=lat * 1000, images_per_s=batch / lat, first_call_s=first, reps=len(times))
@@ -149,6 +160,17 @@ def bench(args: argparse.Namespace) -> list[dict]:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     return rows
+
+
+def _synchronised(fn, device):
+    """``fn`` followed by a CUDA synchronisation, so that a timed call covers the GPU work."""
+
+    def call(inp):
+        out = fn(inp)
+        torch.cuda.synchronize(device)
+        return out
+
+    return call
 
 
 def _fmt_row(r: dict) -> str:
@@ -181,19 +203,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exporter", default="auto", choices=["auto", "dynamo", "legacy"])
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. machine load)")
     p.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/inference.md")
+    p.add_argument("--record", default=None, help="append to this file instead of benchmarks/results/inference.md")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (onnxruntime is skipped on CUDA)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
 
     start = time.perf_counter()
     rows = bench(args)
     elapsed = time.perf_counter() - start
-    import onnxruntime
+    try:
+        import onnxruntime
 
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "not installed"
+    gpu = f", GPU {torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda") else ""
     header = (
         f"## {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: {_cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"{args.threads} thread(s)\n\n"
+        f"{args.threads} thread(s){gpu}\n\n"
         f"- command: `python {shlex.join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}`\n"
-        f"- torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, Python {platform.python_version()}, "
+        f"- torch {torch.__version__}, onnxruntime {ort_version}, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}\n"
         f"- float32, random weights, FeatDepth (CRP) decoder; latency of one call on a batch; images/s = batch / latency\n"
         f"- total benchmark time {elapsed / 60:.1f} min"
@@ -203,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     text = header + table(rows) + "\n"
     print(text)
     if not args.no_record:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        if not RESULTS.exists():
-            RESULTS.write_text("# Inference benchmarks (benchmarks/bench_inference.py)\n\nNewest last.\n\n")
-        with RESULTS.open("a") as fh:
+        results = Path(args.record) if args.record else RESULTS
+        results.parent.mkdir(parents=True, exist_ok=True)
+        if not results.exists():
+            results.write_text("# Inference benchmarks (benchmarks/bench_inference.py)\n\nNewest last.\n\n")
+        with results.open("a") as fh:
             fh.write(text + "\n")
     return 0
 
