@@ -7,6 +7,15 @@
                                 [--set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
     featdepth experiment report DIR      (re-write DIR/report.md from DIR/results.json)
     featdepth experiment presets         (list the presets with their estimated time)
+
+Examples::
+
+    featdepth experiment run --out runs/ablation --preset tiny --dry-run
+    featdepth experiment run --out runs/ablation --preset cpu --seeds 0 1 --variants baseline fm_dis_cvt
+    featdepth experiment report runs/ablation
+    featdepth experiment report runs/ablation_gpu
+    featdepth experiment presets
+    featdepth experiment presets > experiment_presets.txt
 """
 
 from __future__ import annotations
@@ -19,23 +28,23 @@ from typing import Any
 
 def cmd_experiment_run(args: argparse.Namespace) -> int:
     from featdepth.experiments.presets import estimate_seconds, format_duration  # lazy: keeps `featdepth --help` fast
+    from featdepth.experiments.runner import BudgetOverrides, RunOptions  # lazy: keeps `featdepth --help` fast
     from featdepth.experiments.runner import configure_preset, run_experiment  # lazy: keeps `featdepth --help` fast
 
-    budget = dict(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
-                  real_steps=args.real_steps, real_feature_steps=args.real_feature_steps, real_sources=args.real_sources,
-                  real_seeds=args.real_seeds, real_size=args.real_size, device=args.device)
+    budget = BudgetOverrides(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
+                             real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
+                             real_sources=args.real_sources, real_seeds=args.real_seeds, real_size=args.real_size,
+                             device=args.device)
+    options = RunOptions(synthetic=not args.no_synthetic, real=not args.no_real, landscape=not args.no_landscape,
+                         shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
     if args.dry_run:
-        p = configure_preset(args.preset, **budget)
-        est = estimate_seconds(p, real=not args.no_real, landscape=not args.no_landscape, synthetic=not args.no_synthetic)
+        p = configure_preset(args.preset, budget)
+        est = estimate_seconds(p, real=options.real, landscape=options.landscape, synthetic=options.synthetic)
         print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
               f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
-    run_experiment(
-        args.out, args.preset, **budget, overrides=args.overrides,
-        real=not args.no_real, synthetic=not args.no_synthetic, landscape=not args.no_landscape, shared_data=args.shared_data, command=command,
-        keep_full_checkpoints=args.keep_checkpoints,
-    )
+    run_experiment(args.out, args.preset, budget, options, overrides=args.overrides, command=command)
     print(f"{args.out}/report.md")
     return 0
 
@@ -61,7 +70,8 @@ def cmd_experiment_presets(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``featdepth experiment``."""
-    exp = sub.add_parser("experiment", help="the paper's ablations: train variants, evaluate per region, write a report")
+    exp = sub.add_parser("experiment", help="the paper's ablations: train variants, evaluate per region, write a report",
+                         epilog=__doc__.split("Examples::", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = exp.add_subparsers(dest="experiment_command", metavar="ACTION")
     actions.required = True
 
@@ -92,7 +102,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_experiment_run)
 
     p = actions.add_parser("report", help="re-write DIR/report.md from DIR/results.json")
-    p.add_argument("dir")
+    p.add_argument("dir", metavar="DIR", help="the experiment folder (holding results.json)")
     p.set_defaults(func=cmd_experiment_report)
 
     p = actions.add_parser("presets", help="list the presets and their estimated time")

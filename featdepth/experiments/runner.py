@@ -70,7 +70,7 @@ from featdepth.models.stage import StageNetworks
 from featdepth.utils.files import read_json, write_json
 from featdepth.utils.runtime import resolve_device, seed_everything
 
-__all__ = ["evaluate_synthetic_model", "configure_preset", "run_experiment"]
+__all__ = ["evaluate_synthetic_model", "BudgetOverrides", "RunOptions", "configure_preset", "run_experiment"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,60 +142,105 @@ def _plan(variants: Sequence[Variant], seeds: Sequence[int]) -> list[_Job]:
     return jobs
 
 
-def configure_preset(
-    preset: str | ExperimentPreset,
-    *,
-    seeds: Sequence[int] | None = None,
-    variants: Sequence[str] | None = None,
-    steps: int | None = None,
-    feature_steps: int | None = None,
-    real_steps: int | None = None,
-    real_feature_steps: int | None = None,
-    real_sources: Sequence[str] | None = None,
-    real_seeds: Sequence[int] | None = None,
-    real_size: Sequence[int] | None = None,
-    device: str | None = None,
-) -> ExperimentPreset:
-    """A copy of ``preset`` with the given budget overrides (``None`` keeps the preset's value).
+@dataclass(frozen=True)
+class BudgetOverrides:
+    """Budget overrides of an experiment preset (``None`` keeps the preset's value); see :func:`configure_preset`.
 
-    Without ``real_seeds`` the real-data part uses the first seeds of ``seeds`` (as many as the preset's
-    real part has). ``real_size`` is ``(H, W)`` of the real-data runs, multiples of 32.
+    Attributes:
+        seeds: seeds of the synthetic runs (and, without ``real_seeds``, of the real-data runs).
+        variants: names of :data:`VARIANTS`.
+        steps: depth/pose training steps per synthetic run.
+        feature_steps: FeatureNet stage steps of the synthetic runs.
+        real_steps, real_feature_steps: the same for the real-data runs.
+        real_sources: real clips to train on, ``raw`` and/or ``odom``.
+        real_seeds: seeds of the real-data runs.
+        real_size: ``(H, W)`` of the real-data runs, multiples of 32.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    """
+
+    seeds: Sequence[int] | None = None
+    variants: Sequence[str] | None = None
+    steps: int | None = None
+    feature_steps: int | None = None
+    real_steps: int | None = None
+    real_feature_steps: int | None = None
+    real_sources: Sequence[str] | None = None
+    real_seeds: Sequence[int] | None = None
+    real_size: Sequence[int] | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        # sequences become tuples, so that a frozen instance is really immutable
+        for name in ("seeds", "variants", "real_sources", "real_seeds", "real_size"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What :func:`run_experiment` runs and keeps.
+
+    Attributes:
+        synthetic: run the synthetic part (training, evaluation, landscape, statistics); ``False`` with
+            ``real=True`` runs the real-data part alone.
+        real: also run the real-data part (skipped with a note when the data is absent).
+        landscape: also compute the loss landscape and the FeatureNet statistics (synthetic part only).
+        shared_data: folder holding ``kitti_raw_tiny`` and ``kitti_odom_06_tiny`` (default: found beside
+            the checkout, or ``$FEATDEPTH_SHARED_DATA``).
+        keep_full_checkpoints: keep the trainer's checkpoints (with optimiser state, resumable) instead of
+            replacing them by ``model.pt`` (weights and config only) once a run is finished.
+    """
+
+    synthetic: bool = True
+    real: bool = True
+    landscape: bool = True
+    shared_data: str | Path | None = None
+    keep_full_checkpoints: bool = False
+
+
+def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | None = None) -> ExperimentPreset:
+    """A copy of ``preset`` with the budget overrides of ``budget`` (``None`` fields keep the preset's value).
+
+    Without ``budget.real_seeds`` the real-data part uses the first seeds of ``budget.seeds`` (as many as
+    the preset's real part has). ``budget.real_size`` is ``(H, W)`` of the real-data runs, multiples of 32.
 
     Raises:
         ValueError: unknown variants or real-data sources, a bad size, or nothing to run.
     """
+    b = budget if budget is not None else BudgetOverrides()
     p = get_preset(preset) if isinstance(preset, str) else copy.deepcopy(preset)
-    if seeds is not None:
-        p.seeds = [int(s) for s in seeds]
-    if variants is not None:
-        unknown = [v for v in variants if v not in VARIANTS]
+    if b.seeds is not None:
+        p.seeds = [int(s) for s in b.seeds]
+    if b.variants is not None:
+        unknown = [v for v in b.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-        p.variants = list(dict.fromkeys(variants))
-    if steps is not None:
-        p.depth_steps = int(steps)
-    if feature_steps is not None:
-        p.feature_steps = int(feature_steps)
-    if device is not None:
-        p.device = device
+        p.variants = list(dict.fromkeys(b.variants))
+    if b.steps is not None:
+        p.depth_steps = int(b.steps)
+    if b.feature_steps is not None:
+        p.feature_steps = int(b.feature_steps)
+    if b.device is not None:
+        p.device = b.device
     if p.real is not None:
-        p.real.seeds = list(p.real.seeds) if seeds is None else [int(s) for s in seeds][: max(1, len(p.real.seeds))]
-        if real_steps is not None:
-            p.real.depth_steps = int(real_steps)
-        if real_feature_steps is not None:
-            p.real.feature_steps = int(real_feature_steps)
-        if real_seeds is not None:
-            p.real.seeds = [int(x) for x in real_seeds]
-        if real_size is not None:
-            h, w = (int(x) for x in real_size)
+        p.real.seeds = list(p.real.seeds) if b.seeds is None else [int(s) for s in b.seeds][: max(1, len(p.real.seeds))]
+        if b.real_steps is not None:
+            p.real.depth_steps = int(b.real_steps)
+        if b.real_feature_steps is not None:
+            p.real.feature_steps = int(b.real_feature_steps)
+        if b.real_seeds is not None:
+            p.real.seeds = [int(x) for x in b.real_seeds]
+        if b.real_size is not None:
+            h, w = (int(x) for x in b.real_size)
             if h < 32 or w < 32 or h % 32 or w % 32:
-                raise ValueError(f"real_size must be multiples of 32 (H, W), got {real_size}")
+                raise ValueError(f"real_size must be multiples of 32 (H, W), got {list(b.real_size)}")
             p.real.height, p.real.width = h, w
-        if real_sources is not None:
-            bad = [x for x in real_sources if x not in ("raw", "odom")]
+        if b.real_sources is not None:
+            bad = [x for x in b.real_sources if x not in ("raw", "odom")]
             if bad:
                 raise ValueError(f"unknown real-data sources {bad}; choose raw and/or odom")
-            p.real.sources = list(dict.fromkeys(real_sources))
+            p.real.sources = list(dict.fromkeys(b.real_sources))
     if not p.variants or not p.seeds:
         raise ValueError("nothing to run: no variants or no seeds")
     return p
@@ -204,24 +249,11 @@ def configure_preset(
 def run_experiment(
     out_dir: str | Path,
     preset: str | ExperimentPreset = "cpu",
+    budget: BudgetOverrides | None = None,
+    options: RunOptions | None = None,
     *,
-    seeds: Sequence[int] | None = None,
-    variants: Sequence[str] | None = None,
-    steps: int | None = None,
-    feature_steps: int | None = None,
-    real_steps: int | None = None,
-    real_feature_steps: int | None = None,
-    real_sources: Sequence[str] | None = None,
-    real_seeds: Sequence[int] | None = None,
-    real_size: Sequence[int] | None = None,
-    device: str | None = None,
     overrides: Sequence[str] = (),
-    real: bool = True,
-    synthetic: bool = True,
-    landscape: bool = True,
-    shared_data: str | Path | None = None,
     command: str | None = None,
-    keep_full_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Train, evaluate and analyse every variant; write ``results.json`` and ``report.md`` in ``out_dir``.
 
@@ -230,34 +262,26 @@ def run_experiment(
             ``featurenets/<setting>/seed<k>/``, ``runs/<variant>/seed<k>/``, ``real/<source>/...``,
             ``figures/``, ``results.json``, ``report.md``.
         preset: a name of :data:`PRESETS` or an :class:`ExperimentPreset`.
-        seeds, variants, steps (depth/pose steps), feature_steps, real_steps, real_feature_steps, real_sources
-            (``raw``, ``odom``), real_seeds, real_size (``(H, W)``), device: override the preset (see
-            :func:`configure_preset`).
+        budget: overrides of the preset's budget (seeds, variants, steps, real-data budget, device; see
+            :class:`BudgetOverrides` and :func:`configure_preset`); ``None``: the preset as it is.
+        options: which parts run (synthetic, real, landscape), where the real data is and which
+            checkpoints are kept (:class:`RunOptions`); ``None``: everything, default data folder, slim
+            checkpoints.
         overrides: config ``key=value`` overrides applied to every synthetic run.
-        real: also run the real-data part (skipped with a note when the data is absent).
-        synthetic: run the synthetic part (training, evaluation, landscape, statistics); ``False`` with
-            ``real=True`` runs the real-data part alone.
-        landscape: also compute the loss landscape and the FeatureNet statistics.
-        shared_data: folder holding ``kitti_raw_tiny`` and ``kitti_odom_06_tiny`` (default: found beside
-            the checkout, or ``$FEATDEPTH_SHARED_DATA``).
         command: the command line, recorded in the report.
-        keep_full_checkpoints: keep the trainer's checkpoints (with optimiser state, resumable) instead of
-            replacing them by ``model.pt`` (weights and config only) once a run is finished.
 
     Returns:
         The content of ``results.json``.
     """
 
     t_start = time.perf_counter()
-    p = configure_preset(preset, seeds=seeds, variants=variants, steps=steps, feature_steps=feature_steps,
-                         real_steps=real_steps, real_feature_steps=real_feature_steps, real_sources=real_sources,
-                         real_seeds=real_seeds, real_size=real_size, device=device)
-    if not p.variants or not p.seeds:
-        raise ValueError("nothing to run: no variants or no seeds")
+    opts = options if options is not None else RunOptions()
+    real, synthetic, keep_full_checkpoints = opts.real, opts.synthetic, opts.keep_full_checkpoints
+    p = configure_preset(preset, budget)  # raises when there is nothing to run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    est = estimate_seconds(p, real=real, landscape=landscape and synthetic, synthetic=synthetic)
+    est = estimate_seconds(p, real=real, landscape=opts.landscape and synthetic, synthetic=synthetic)
     if synthetic:
         log(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds, {p.depth_steps} depth steps "
              f"(+{p.feature_steps} FeatureNet steps per shared FeatureNet), {p.height}x{p.width}, batch {p.batch_size}")
@@ -343,7 +367,7 @@ def run_experiment(
         # analysis ------------------------------------------------------------------------------
         fig_dir = out / "figures"
         fig_dir.mkdir(exist_ok=True)
-        if landscape:
+        if opts.landscape:
             results["analysis"] = _analysis(p, out, data_dir, val_names, val_seqs, fn_ckpt, results, dev, fig_dir)
             write_json(out / "results.json", results)
 
@@ -351,7 +375,7 @@ def run_experiment(
     if real and p.real is not None:
 
         try:
-            results["real"] = realdata.run_real(p, out / "real", shared_data=shared_data, device=str(p.device),
+            results["real"] = realdata.run_real(p, out / "real", shared_data=opts.shared_data, device=str(p.device),
                                                 slim=not keep_full_checkpoints)
         except realdata.RealDataMissing as exc:
             results["real"] = {"skipped": str(exc)}

@@ -15,7 +15,7 @@ from PIL import Image
 from featdepth.experiments import feature_stats, landscape
 from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, Variant, estimate_seconds, get_preset
 from featdepth.experiments.regions import REGION_NAMES, evaluate_region_depth, region_depth_errors, region_masks
-from featdepth.experiments.runner import _plan, run_experiment
+from featdepth.experiments.runner import BudgetOverrides, RunOptions, _plan, configure_preset, run_experiment
 
 
 @pytest.fixture(scope="module")
@@ -223,20 +223,61 @@ def test_presets_and_estimate():
 
 
 def test_configure_preset_overrides():
-    from featdepth.experiments.runner import configure_preset
-
     base = get_preset("cpu")
-    p = configure_preset("cpu", seeds=[3, 4, 5], variants=["baseline"], steps=7, real_steps=9,
-                         real_seeds=[1, 2], real_size=(192, 640), real_sources=["raw"])
+    budget = BudgetOverrides(seeds=[3, 4, 5], variants=["baseline"], steps=7, real_steps=9,
+                             real_seeds=[1, 2], real_size=(192, 640), real_sources=["raw"])
+    p = configure_preset("cpu", budget)
     assert (p.seeds, p.variants, p.depth_steps) == ([3, 4, 5], ["baseline"], 7)
     assert (p.real.seeds, p.real.depth_steps, p.real.height, p.real.width, p.real.sources) == ([1, 2], 9, 192, 640, ["raw"])
     assert get_preset("cpu").seeds == base.seeds  # the registry is not modified
+    assert configure_preset("cpu", BudgetOverrides()) == configure_preset("cpu") == base  # no override: the preset
     # without real_seeds the real part takes the first seeds of --seeds
-    assert configure_preset("cpu", seeds=[7, 8]).real.seeds == [7][: len(base.real.seeds)]
+    assert configure_preset("cpu", BudgetOverrides(seeds=[7, 8])).real.seeds == [7][: len(base.real.seeds)]
     with pytest.raises(ValueError, match="multiples of 32"):
-        configure_preset("cpu", real_size=(100, 320))
+        configure_preset("cpu", BudgetOverrides(real_size=(100, 320)))
     with pytest.raises(ValueError, match="unknown variants"):
-        configure_preset("cpu", variants=["nope"])
+        configure_preset("cpu", BudgetOverrides(variants=["nope"]))
+    with pytest.raises(ValueError, match="nothing to run"):
+        configure_preset("cpu", BudgetOverrides(seeds=[]))
+
+
+def test_budget_and_options_are_frozen():
+    seeds = [1, 2]
+    budget = BudgetOverrides(seeds=seeds, real_size=[96, 320])
+    seeds.append(3)  # the caller's list is copied
+    assert budget.seeds == (1, 2) and budget.real_size == (96, 320) and budget.steps is None
+    with pytest.raises(AttributeError):
+        budget.steps = 3  # type: ignore[misc]
+    opts = RunOptions()
+    assert (opts.synthetic, opts.real, opts.landscape, opts.shared_data, opts.keep_full_checkpoints) == (True, True, True, None, False)
+    with pytest.raises(AttributeError):
+        opts.real = False  # type: ignore[misc]
+
+
+def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
+    """Every `featdepth experiment run` option reaches run_experiment (no training: it is replaced)."""
+    from featdepth.cli import main
+    from featdepth.experiments import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run_experiment", lambda *a, **k: calls.append((a, k)) or {})
+    argv = ["experiment", "run", "--out", str(tmp_path), "--preset", "tiny", "--seeds", "3", "4", "--variants", "baseline",
+            "--steps", "5", "--feature-steps", "6", "--real-steps", "7", "--real-feature-steps", "8", "--real-sources", "odom",
+            "--real-seeds", "9", "--real-size", "64", "128", "--device", "cpu", "--set", "a=1", "-s", "b=2",
+            "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic"]
+    assert main(argv) == 0
+    (args, kwargs), = calls
+    assert args == (str(tmp_path), "tiny",
+                    BudgetOverrides(seeds=[3, 4], variants=["baseline"], steps=5, feature_steps=6, real_steps=7,
+                                    real_feature_steps=8, real_sources=["odom"], real_seeds=[9], real_size=[64, 128],
+                                    device="cpu"),
+                    RunOptions(synthetic=False, real=False, landscape=False, shared_data="/data", keep_full_checkpoints=True))
+    assert kwargs["overrides"] == ["a=1", "b=2"]
+    assert capsys.readouterr().out.strip() == f"{tmp_path}/report.md"
+    # without options: nothing overridden, everything runs
+    calls.clear()
+    assert main(["experiment", "run", "--out", str(tmp_path)]) == 0
+    assert calls[0][0][1:] == ("cpu", BudgetOverrides(), RunOptions())
 
 
 def test_cli_dry_run(capsys):
@@ -283,8 +324,8 @@ def test_runner_tiny_budget(tmp_path):
     preset.landscape_points = 5
     preset.stats_images = 1
     out = tmp_path / "exp"
-    results = run_experiment(out, preset, variants=["baseline", "fm_rec"], seeds=[0], steps=2, feature_steps=2,
-                             real=False, command="featdepth experiment run --preset tiny")
+    results = run_experiment(out, preset, BudgetOverrides(variants=["baseline", "fm_rec"], seeds=[0], steps=2, feature_steps=2),
+                             RunOptions(real=False), command="featdepth experiment run --preset tiny")
     # every run keeps its config, log and evaluation; the FeatureNet stage lives apart (shared)
     for v in ("baseline", "fm_rec"):
         run_dir = out / "runs" / v / "seed0"
