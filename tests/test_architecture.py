@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "evaluation": 3,
     "training": 4,
     "tasks": 5, "experiments": 5,
-    "cli": 6,
+    "cli": 6, "app": 6,
 }
 
 
@@ -137,6 +137,29 @@ def test_cli_lazy_imports_say_why():
             if inside and "# lazy" not in lines[line - 1]:
                 missing.append(f"{m}:{line}")
     assert not missing, "lazy imports without a reason: " + ", ".join(missing)
+
+
+def test_app_lazy_imports_are_its_optional_dependencies():
+    """featdepth.app imports featdepth at the top of its files; inside functions it imports only its optional
+    dependencies (gradio, trimesh: the `app` extra, so that the package imports without them), each line
+    saying why with a `# lazy` comment."""
+    allowed = {"gradio", "trimesh"}
+    bad = []
+    for path in sorted((PACKAGE / "app").glob("*.py")):
+        lines = path.read_text().splitlines()
+        for func in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                if any(n.split(".")[0] not in allowed for n in names) or "# lazy" not in lines[node.lineno - 1]:
+                    bad.append(f"{path.name}:{node.lineno} imports {', '.join(names)} inside a function")
+    assert not bad, "\n".join(bad)
 
 
 def test_trainer_loop_is_thin():

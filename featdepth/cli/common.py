@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 class CLIError(Exception):
@@ -48,7 +48,29 @@ def official_options(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "stereo_baseline", None) is not None:
         text = str(args.stereo_baseline).strip().lower()
         opts["stereo_baseline"] = None if text in ("none", "real", "null") else float(text)
+    if getattr(args, "trust_checkpoint", False):
+        opts["trust_checkpoint"] = True  # featdepth.load and load_official take it from here
     return opts
+
+
+def add_trust_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-checkpoint``: allow full unpickling of a legacy checkpoint (see README "Sharing and loading
+    checkpoints safely")."""
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a legacy checkpoint that needs full unpickling (can run code: only for files from a "
+                        "trusted source); by default only tensors and plain data are read")
+
+
+def trusting(args: argparse.Namespace, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run with legacy checkpoints allowed when ``--trust-checkpoint`` was given (for commands that load
+    checkpoints deeper down, e.g. ``evaluate``): ``trusting(args, evaluate_depth_checkpoint)(...)``."""
+    from featdepth.utils.checkpoint_io import trusted_checkpoints  # lazy: keeps `featdepth --help` fast
+
+    def run(*a: Any, **kw: Any) -> Any:
+        with trusted_checkpoints(bool(getattr(args, "trust_checkpoint", False))):
+            return fn(*a, **kw)
+
+    return run
 
 
 def add_official_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +81,7 @@ def add_official_args(p: argparse.ArgumentParser) -> None:
                    "(default: FeatDepth's MS setting)")
     g.add_argument("--stereo-baseline", metavar="B", help="baseline convention of an official stereo model in metres, "
                    "or 'real' (default: 0.015 FeatDepth, 0.1 monodepth2)")
+    add_trust_arg(p)
 
 
 def load_model_arg(args: argparse.Namespace):

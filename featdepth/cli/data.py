@@ -1,10 +1,16 @@
-"""``featdepth data synth|export-gt|kitti-download``.
+"""``featdepth data synth|export-gt|kitti-download|from-video``.
 
 Examples::
 
+    featdepth data from-video drive.mp4 --intrinsics calib.txt --out my_data/drive --every 2 --resize 640x192
+
     featdepth data synth --out data/synth --sequences 4 --frames 100
+    featdepth data synth --out data/synth_small --sequences 2 --frames 30 --height 96 --width 320 --no-stereo
+    featdepth data kitti-download --out data/kitti_raw --list kitti_archives_to_download.txt --dry-run
     featdepth data kitti-download --out data/kitti_raw --list kitti_archives_to_download.txt --unpack
     featdepth data export-gt --data-path data/kitti_raw --split-file splits/eigen/test_files.txt --out gt_depths.npz
+    featdepth data export-gt --data-path data/kitti_raw --split-dir splits --split eigen_benchmark --mode benchmark \\
+        --gt-path data/kitti_depth --out gt_depths_benchmark.npz
 """
 
 from __future__ import annotations
@@ -87,9 +93,30 @@ def cmd_kitti_download(args: argparse.Namespace) -> int:
     return 0
 
 
+FROM_VIDEO_EXAMPLES = """examples:
+  featdepth data from-video drive.mp4 --intrinsics K.txt --out my_data/drive_a
+  featdepth data from-video drive.mp4 --intrinsics "910 910 640 360" --out my_data/drive_a --every 2 --resize 640x384
+
+--intrinsics are the pixel intrinsics of the VIDEO's resolution; intrinsics.txt holds them scaled to the
+stored size. Then: featdepth train --config own_video --set data.path=my_data
+"""
+
+
+def cmd_from_video(args: argparse.Namespace) -> int:
+    from featdepth.data.video import frames_from_video  # lazy: keeps `featdepth --help` fast
+
+    summary = frames_from_video(args.video, args.out, args.intrinsics, camera=args.camera, every=args.every,
+                                max_frames=args.max_frames, resize=args.resize, image_format=args.format,
+                                progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {summary['frames']} frames ({summary['stored_size'][0]}x{summary['stored_size'][1]}) to "
+              f"{Path(args.out) / 'images'} and {Path(args.out) / 'intrinsics.txt'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``featdepth data synth|export-gt|kitti-download``."""
-    data_sub = sub.add_parser("data", help="data tools: synthetic scenes, KITTI ground truth and downloads",
+    """Add ``featdepth data synth|export-gt|kitti-download|from-video``."""
+    data_sub = sub.add_parser("data", help="data tools: own video to frames, synthetic scenes, KITTI ground truth and downloads",
                               description="Data tools.", epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter).add_subparsers(
         dest="data_command", metavar="ACTION")
@@ -133,3 +160,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_kitti_download)
 
+    # data from-video
+    p = data_sub.add_parser("from-video", help="turn your own video into a training sequence (images/ + intrinsics.txt)",
+                            description="Decode a video (PyAV: pip install \"featdepth[video]\") into the folder format: "
+                            "OUT/images/NNNNNN.png named by source frame number, OUT/intrinsics.txt of the stored size.",
+                            epilog=FROM_VIDEO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video", metavar="VIDEO", help="the video file (anything FFmpeg decodes: mp4, mov, mkv, ...)")
+    p.add_argument("--intrinsics", required=True, metavar="FILE|'fx fy cx cy'",
+                   help="pixel intrinsics of the video's resolution: a file (3x3; 'fx fy cx cy' on one line or four; "
+                        "KITTI calib.txt or calib_cam_to_cam.txt) or the four numbers in quotes")
+    p.add_argument("--camera", default=None, metavar="P0..P3", help="KITTI calibration files: which camera (default: P2, left colour)")
+    p.add_argument("--out", required=True, help="output sequence folder (images/ must be empty or absent)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="keep every N-th frame (default: 1; names keep source frame numbers)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N kept frames")
+    p.add_argument("--resize", default=None, metavar="WxH", help="store frames at this size; intrinsics are scaled to match")
+    p.add_argument("--format", choices=["png", "jpg"], default="png", help="image format of the frames (default: png, lossless)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=cmd_from_video)

@@ -35,6 +35,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Sequence, TextIO, Union
+from featdepth.utils.files import PathLike
 
 __all__ = [
     "DownloadError",
@@ -46,7 +47,6 @@ __all__ = [
     "download_archives",
 ]
 
-PathLike = Union[str, Path]
 
 #: HTTP statuses worth retrying (besides network errors and time-outs).
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from featdepth.config import Config, ConfigError
-from featdepth.data.synthetic import generate_dataset
+from featdepth.data import synthetic
 from featdepth.data import FolderDataset, KittiOdometryDataset, KittiRawDataset
 from featdepth.data.splits import read_split_file
 
@@ -42,7 +42,7 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
 
     if all(ready(name) for name in wanted):
         return root
-    generate_dataset(
+    synthetic.generate_dataset(
         root,
         num_sequences=len(wanted),
         seed=cfg.data.synth_seed,
@@ -213,3 +213,37 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+def build_eval_dataset(
+    cfg: Config,
+    dataset: str,
+    data_path: str | Path,
+    *,
+    split_file: str | Path | None = None,
+    sequences: Sequence[str] | None = None,
+    frame_ids: Sequence[Any] = (0,),
+    load_depth: bool = False,
+    is_train: bool = False,
+):
+    """A test dataset at the model's training size with the model's data settings.
+
+    Args:
+        cfg: the model's config (size, K convention, stereo baseline, image extension).
+        dataset: ``"kitti_raw"`` (needs ``split_file``) or ``"folder"`` (``sequences`` optional).
+        frame_ids: ``(0,)`` for prediction; the model's ``frame_ids`` for online refinement.
+    """
+
+    h, w = cfg.data.height, cfg.data.width
+    if dataset == "kitti_raw":
+        if split_file is None:
+            raise ValueError("--dataset kitti_raw needs --split-file (e.g. <splits>/eigen/test_files.txt)")
+        entries = read_split_file(split_file)
+        kwargs: dict[str, Any] = {"use_calibration_K": cfg.data.use_calibration_K, "stereo_baseline": cfg.data.stereo_baseline}
+        if cfg.data.img_ext:
+            kwargs["img_ext"] = cfg.data.img_ext
+        return KittiRawDataset(data_path, entries, list(frame_ids), h, w, is_train=is_train, load_depth=load_depth, **kwargs)
+    if dataset == "folder":
+        return FolderDataset(data_path, list(frame_ids), h, w, is_train=is_train, sequences=list(sequences) if sequences else None,
+                             load_depth=load_depth, stereo_baseline=cfg.data.stereo_baseline)
+    raise ValueError(f"dataset must be 'kitti_raw' or 'folder', got {dataset!r}")

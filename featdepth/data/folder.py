@@ -9,6 +9,8 @@
         images_right/...         optional stereo right camera, same names
         intrinsics.txt           pixel K of the stored images (3x3, or one line "fx fy cx cy")
         stereo.txt               optional baseline in metres (right camera at +x)
+        camera_height.txt        optional height of the camera above the ground in metres (one number), for
+                                 metric scale from the camera height (``--scaling camera-height``)
         depth/000000.npy         optional GT depth, float32 metres, 0 = invalid (same size as the image)
         poses.txt                optional KITTI 12-column T_world_cam, one line per frame
         regions/000000.png       optional uint8 region labels
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,7 @@ from featdepth.data.io import (
 )
 from featdepth.data.transforms import RandomGenerator
 
-__all__ = ["FolderDataset", "list_sequences", "split_sequences", "IMAGE_EXTENSIONS"]
+__all__ = ["FolderDataset", "list_sequences", "split_sequences", "read_camera_height", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -107,6 +110,49 @@ class _Sequence:
     poses: Optional[np.ndarray] = None
     right_names: set[str] = field(default_factory=set)
     size: Optional[tuple[int, int]] = None  # (H, W) of every stored frame
+    camera_height: Optional[float] = None  # metres, from camera_height.txt (or the generator's meta.json)
+
+
+def read_camera_height(sequence: PathLike) -> Optional[float]:
+    """The camera's height above the ground (metres) of a folder-format sequence, or None if not recorded.
+
+    Read from ``<sequence>/camera_height.txt`` (one positive number, metres; ``#`` starts a comment), else from
+    the ``camera_height`` of a ``meta.json`` written by the synthetic generator (sequences generated before
+    ``camera_height.txt`` existed).
+
+    Raises:
+        DataError: a ``camera_height.txt`` that is not exactly one positive finite number (the message names
+            the file and the value).
+    """
+    seq = Path(sequence)
+    path = seq / "camera_height.txt"
+    if path.is_file():
+        try:
+            tokens = path.read_text().split("#", 1)[0].split()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read camera height file {path}: {exc}") from exc
+        if len(tokens) != 1:
+            raise DataError(f"{path}: expected one number (the camera height above the ground in metres), "
+                            f"got {len(tokens)} values")
+        try:
+            value = float(tokens[0])
+        except ValueError:
+            raise DataError(f"{path}: the camera height must be a number of metres, got {tokens[0]!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise DataError(f"{path}: the camera height must be > 0 metres, got {tokens[0]}")
+        return value
+    meta = seq / "meta.json"
+    if meta.is_file():
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("generator") != "featdepth.data.synthetic":
+            return None
+        value = data.get("camera_height")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+            return float(value)
+    return None
 
 
 def _list_images(folder: Path, allow_mixed_extensions: bool = False) -> list[str]:
@@ -259,6 +305,7 @@ class FolderDataset(MonoDataset):
             raise DataError(f"sequence {path.name!r} ({path}): no png/jpg frames in images/")
         seq = _Sequence(name=path.name, path=path, frames=frames, K=read_intrinsics_file(path / "intrinsics.txt"))
         seq.size = _check_frame_sizes(path / "images", frames, f"sequence {path.name!r}")
+        seq.camera_height = read_camera_height(path)
         if "s" in self.frame_ids:
             right = path / "images_right"
             if not right.is_dir():
@@ -346,6 +393,14 @@ class FolderDataset(MonoDataset):
 
     def is_left(self, item: Any) -> bool:
         return True
+
+    def sequence_name(self, item: tuple[int, int]) -> str:
+        """Name of the sequence folder of an item."""
+        return self.sequences[item[0]].name
+
+    def camera_height(self, item: tuple[int, int]) -> Optional[float]:
+        """The camera's height above the ground (metres) of an item's sequence (``camera_height.txt``), or None."""
+        return self.sequences[item[0]].camera_height
 
     def get_baseline(self, item: tuple[int, int]) -> float:
         baseline = self.sequences[item[0]].baseline

@@ -28,6 +28,9 @@ __all__ = [
     "PathLike",
     "load_image",
     "read_intrinsics_file",
+    "as_pixel_intrinsics",
+    "scale_intrinsics",
+    "KITTI_CAMERAS",
     "read_kitti_poses",
     "write_kitti_poses",
     "read_baseline",
@@ -108,56 +111,179 @@ def _read_text(path: Path, what: str) -> str:
         raise DataError(f"cannot read {what} {path}: {exc}") from exc
 
 
-def read_intrinsics_file(path: PathLike) -> np.ndarray:
-    """Read pixel intrinsics of the stored images.
+#: Names accepted for the camera of a KITTI calibration file (``camera=`` of :func:`read_intrinsics_file`).
+KITTI_CAMERAS = ("P0", "P1", "P2", "P3")
 
-    Two formats are accepted (blank lines and ``#`` comments are ignored):
+
+def _camera_index(camera: str | int | None, path: Path) -> int:
+    if camera is None:
+        return 2
+    text = str(camera).strip().upper().replace("P_RECT_0", "P")
+    if text.startswith("P"):
+        text = text[1:]
+    if text in ("0", "1", "2", "3"):
+        return int(text)
+    raise DataError(f"{path}: unknown camera {camera!r}; pick one of P0, P1, P2 (left colour, default), P3")
+
+
+def _K_from_projection(values: list[float], path: Path, where: str) -> np.ndarray:
+    P = np.asarray(values, dtype=np.float64).reshape(3, 4)
+    K = P[:, :3].copy()
+    if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0.0 or K[2, 0] != 0.0:
+        raise DataError(f"{path}, {where}: the left 3x3 block of the projection matrix is not a camera matrix "
+                        f"(upper triangular, last row '0 0 1'), got {K.tolist()}")
+    return K
+
+
+def _kitti_labelled(rows: list[tuple[int, str]], path: Path, camera: str | int | None) -> np.ndarray:
+    index = _camera_index(camera, path)
+    entries: dict[str, tuple[int, list[str]]] = {}
+    for lineno, line in rows:
+        key, _, value = line.partition(":")
+        entries[key.strip()] = (lineno, value.replace(",", " ").split())
+    for key in (f"P_rect_0{index}", f"P{index}"):  # calib_cam_to_cam.txt (raw), calib.txt (odometry / object)
+        if key in entries:
+            lineno, tokens = entries[key]
+            if len(tokens) != 12:
+                raise DataError(f"{path}, line {lineno}: {key} needs 12 numbers (a 3x4 projection), got {len(tokens)}")
+            return _K_from_projection(_parse_floats(tokens, path, lineno), path, f"line {lineno} ({key})")
+    found = sorted(k for k in entries if k.startswith("P"))
+    raise DataError(f"{path}: no projection matrix P{index} (or P_rect_0{index}) in this KITTI calibration file; "
+                    f"it holds {', '.join(found) or 'no P entries'} (pick another camera, e.g. P0)")
+
+
+def read_intrinsics_file(path: PathLike, camera: str | int | None = None) -> np.ndarray:
+    """Read pixel intrinsics of the stored images from any of the usual text forms.
+
+    Accepted (blank lines and ``#`` comments are ignored; commas count as spaces):
 
     - three lines of three numbers: the 3x3 matrix ``K`` (last row must be ``0 0 1``);
-    - one line ``fx fy cx cy`` in pixels.
+    - ``fx fy cx cy`` in pixels: on one line (1x4) or one number per line (4x1);
+    - a 3x4 projection matrix ``P = K [I | t]`` (three lines of four numbers, or one line of 12);
+    - a KITTI calibration file: odometry ``calib.txt`` with ``P0: ... P3:`` labels, or the same
+      without labels (one line of 12 numbers per camera, P0 first), and KITTI raw
+      ``calib_cam_to_cam.txt`` (``P_rect_0N``). The camera is P2 (left colour) unless ``camera``
+      names another (``"P0"``..``"P3"`` or ``0``..``3``); ``K`` is the left 3x3 block of its ``P``.
+
+    Args:
+        path: the text file.
+        camera: KITTI files only: which camera's projection to use (default ``"P2"``).
 
     Returns:
         ``K``: ``(3, 3)`` float64 pixel intrinsics.
 
     Raises:
         DataError: wrong number of lines or values, a non-numeric value, ``fx <= 0`` or ``fy <= 0``,
-            or a last row other than ``0 0 1``; the message names the file and the line.
+            a last row other than ``0 0 1``, or a missing camera in a KITTI file; the message names
+            the file and the line.
     """
     path = Path(path)
     text = _read_text(path, "intrinsics file")
-    rows: list[tuple[int, list[str]]] = []
+    raw: list[tuple[int, str]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if line:
-            rows.append((lineno, line.replace(",", " ").split()))
-    if len(rows) == 1:
-        lineno, tokens = rows[0]
-        if len(tokens) != 4:
+            raw.append((lineno, line))
+    if any(":" in line for _, line in raw):
+        K = _kitti_labelled([(n, line) for n, line in raw if ":" in line], path, camera)
+        fx_line = fy_line = raw[0][0]
+    else:
+        rows = [(lineno, line.replace(",", " ").split()) for lineno, line in raw]
+        counts = [len(tokens) for _, tokens in rows]
+        fx_line = fy_line = rows[0][0] if rows else 0
+        if counts == [4] or counts == [1, 1, 1, 1]:
+            tokens = [t for _, toks in rows for t in toks]
+            fx, fy, cx, cy = _parse_floats(tokens, path, rows[0][0])
+            K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+            if counts == [1, 1, 1, 1]:
+                fx_line, fy_line = rows[0][0], rows[1][0]
+        elif counts == [4, 4, 4]:
+            values = [v for lineno, toks in rows for v in _parse_floats(toks, path, lineno)]
+            K = _K_from_projection(values, path, f"lines {rows[0][0]}-{rows[2][0]} (3x4 projection)")
+        elif counts and all(c == 12 for c in counts):
+            index = _camera_index(camera, path) if (camera is not None or len(rows) > 1) else 0
+            if index >= len(rows):
+                raise DataError(
+                    f"{path}: unlabelled KITTI calibration with {len(rows)} projection line(s) (P0..P{len(rows) - 1}) "
+                    f"has no P{index}; pick a camera that exists, e.g. P0"
+                )
+            lineno, toks = rows[index]
+            K = _K_from_projection(_parse_floats(toks, path, lineno), path, f"line {lineno} (P{index})")
+        elif len(rows) == 1:
+            lineno, tokens = rows[0]
             raise DataError(
                 f"{path}, line {lineno}: expected 4 numbers 'fx fy cx cy' (or 3 lines of 3), got {len(tokens)}"
             )
-        fx, fy, cx, cy = _parse_floats(tokens, path, lineno)
-        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        fx_line = fy_line = lineno
-    elif len(rows) == 3:
-        mat = []
-        for lineno, tokens in rows:
-            if len(tokens) != 3:
-                raise DataError(f"{path}, line {lineno}: expected 3 numbers per row of K, got {len(tokens)}")
-            mat.append(_parse_floats(tokens, path, lineno))
-        K = np.array(mat, dtype=np.float64)
-        if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0.0:
-            raise DataError(f"{path}, line {rows[2][0]}: K must be upper triangular with last row '0 0 1', got {K.tolist()}")
-        fx_line, fy_line = rows[0][0], rows[1][0]
-    else:
-        raise DataError(
-            f"{path}: expected 3 lines of 3 numbers (K) or one line 'fx fy cx cy', got {len(rows)} non-empty lines"
-        )
+        elif len(rows) == 3:
+            mat = []
+            for lineno, tokens in rows:
+                if len(tokens) != 3:
+                    raise DataError(f"{path}, line {lineno}: expected 3 numbers per row of K, got {len(tokens)}")
+                mat.append(_parse_floats(tokens, path, lineno))
+            K = np.array(mat, dtype=np.float64)
+            if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0.0:
+                raise DataError(f"{path}, line {rows[2][0]}: K must be upper triangular with last row '0 0 1', got {K.tolist()}")
+            fx_line, fy_line = rows[0][0], rows[1][0]
+        else:
+            raise DataError(
+                f"{path}: expected 3 lines of 3 numbers (K), 'fx fy cx cy' (one line or four), a 3x4 projection or a "
+                f"KITTI calibration file, got {len(rows)} non-empty lines"
+            )
     if K[0, 0] <= 0:
         raise DataError(f"{path}, line {fx_line}: fx must be > 0, got {K[0, 0]}")
     if K[1, 1] <= 0:
         raise DataError(f"{path}, line {fy_line}: fy must be > 0, got {K[1, 1]}")
     return K
+
+
+def as_pixel_intrinsics(value: object, camera: str | int | None = None) -> np.ndarray:
+    """Pixel intrinsics from what a user may hand over: a ``(3, 3)`` matrix, four numbers
+    ``(fx, fy, cx, cy)``, the text ``"fx fy cx cy"``, or a file path (any form of :func:`read_intrinsics_file`).
+
+    Returns:
+        ``(3, 3)`` float64 ``K``.
+
+    Raises:
+        DataError: a missing or malformed file, a value of another shape, or ``fx``/``fy`` not ``> 0``;
+            the message names the file or shows the value.
+    """
+    if isinstance(value, (str, os.PathLike)):
+        text = str(value)
+        if Path(text).is_file():
+            return read_intrinsics_file(text, camera=camera)
+        tokens = text.replace(",", " ").split()
+        try:
+            value = [float(t) for t in tokens]
+        except ValueError:
+            value = None
+        if value is None or len(tokens) != 4:
+            if Path(text).exists() or len(tokens) <= 1:
+                raise DataFileNotFoundError(f"intrinsics file not found or not a file: {text}")
+            raise DataError(f"intrinsics {text!r} are neither a file nor four numbers 'fx fy cx cy' (pixels)")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape in ((4,), (4, 1), (1, 4)):
+        fx, fy, cx, cy = arr.reshape(4)
+        arr = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    if arr.shape != (3, 3):
+        raise DataError(f"intrinsics must be a 3x3 matrix or four numbers (fx, fy, cx, cy) in pixels, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"intrinsics hold a non-finite value: {arr.tolist()}")
+    if arr[0, 0] <= 0 or arr[1, 1] <= 0:
+        raise DataError(f"intrinsics: fx and fy must be > 0, got fx={arr[0, 0]:g}, fy={arr[1, 1]:g}")
+    return arr
+
+
+def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Pixel ``K`` of an image of ``from_size = (H, W)`` -> ``K`` of the same view resized to ``to_size``.
+
+    ``fx, cx`` scale by ``W'/W`` and ``fy, cy`` by ``H'/H``: the field's convention, the same as scaling
+    normalised intrinsics ``(fx/W, fy/H, cx/W, cy/H)`` to another size (what the datasets and the model do).
+    """
+    (h, w), (h2, w2) = from_size, to_size
+    out = np.asarray(K, dtype=np.float64).copy()
+    out[0] *= w2 / w
+    out[1] *= h2 / h
+    return out
 
 
 #: Largest accepted deviation of a pose's rotation block from a rotation, ``max(max|R^T R - I|, |det R - 1|)``.

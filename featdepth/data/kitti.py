@@ -36,11 +36,12 @@ from featdepth.data.kitti_calib import (
 )
 from featdepth.data.splits import SplitEntry, parse_split_lines, read_split_file
 from featdepth.data.transforms import RandomGenerator
+from featdepth.utils.constants import KITTI_NORMALIZED_K
 
 __all__ = ["KittiRawDataset", "KittiOdometryDataset", "KITTI_NORMALISED_K", "resize_depth_nearest"]
 
 #: monodepth2 / FeatDepth normalised KITTI intrinsics ``(fx/W, fy/H, cx/W, cy/H)``.
-KITTI_NORMALISED_K = (0.58, 1.92, 0.5, 0.5)
+KITTI_NORMALISED_K = KITTI_NORMALIZED_K  # the spelling this module has always exported
 
 Filenames = Union[PathLike, Sequence[Union[str, SplitEntry]]]
 

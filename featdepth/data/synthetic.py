@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from featdepth.data.synthetic_scene import Renderer, build_scene, camera_path
+from featdepth.utils.constants import KITTI_NORMALIZED_K
 
 GENERATOR_VERSION = "1"
 
@@ -96,7 +97,7 @@ class SynthConfig:
     road_half_width: float = 4.25
     object_density: float = 1.0
     fog_start: float = 0.5
-    intrinsics_norm: tuple[float, float, float, float] = (0.58, 1.92, 0.5, 0.5)
+    intrinsics_norm: tuple[float, float, float, float] = KITTI_NORMALIZED_K
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -237,7 +238,8 @@ def write_sequence(out_dir: str | Path, config: SynthConfig | None = None) -> Pa
     """Render a sequence and write it in the folder format of ``docs/design.md``; returns the folder.
 
     Files: ``images/%06d.png`` (RGB), ``images_right/%06d.png`` and ``stereo.txt`` (stereo only),
-    ``intrinsics.txt`` (3x3 pixel K), ``depth/%06d.npy`` (float32 z-depth, metres), ``poses.txt``
+    ``intrinsics.txt`` (3x3 pixel K), ``camera_height.txt`` (the camera's height above the road, metres,
+    also ``camera_height`` in ``meta.json``), ``depth/%06d.npy`` (float32 z-depth, metres), ``poses.txt``
     (KITTI 12-column ``T_world_cam`` of the left camera), ``regions/%06d.png`` (uint8 labels) and
     ``meta.json`` (generator parameters: seed, size, speed, baseline, version, ...).  The output is
     byte-identical for the same configuration.
@@ -262,6 +264,7 @@ def write_sequence(out_dir: str | Path, config: SynthConfig | None = None) -> Pa
             f.write(" ".join(format(float(v), ".10g") for v in r) + "\n")
     if cfg.stereo:
         (out / "stereo.txt").write_text(format(float(cfg.baseline), ".10g") + "\n")
+    (out / "camera_height.txt").write_text(format(float(cfg.camera_height), ".10g") + "\n")
     save_poses(out / "poses.txt", data["poses"])
     (out / "meta.json").write_text(json.dumps(data["meta"], indent=2, sort_keys=True) + "\n")
     return out

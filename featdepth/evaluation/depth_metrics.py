@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, Union
 
 import numpy as np
+from featdepth.utils.files import PathLike
 
 __all__ = [
     "DEPTH_METRIC_NAMES",
@@ -52,7 +53,6 @@ __all__ = [
     "load_gt_depths",
 ]
 
-PathLike = Union[str, Path]
 
 #: Column order of the paper's table (and of monodepth2's printout).
 DEPTH_METRIC_NAMES: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -408,6 +408,9 @@ class DepthEvalResult:
         num_masked_predictions: valid GT pixels left out because the prediction there was NaN,
             infinite or negative (only with ``invalid_predictions="mask"``); ``masked_per_image``
             per image.
+        scale_recovery: for ``scaling="camera-height"`` (:func:`featdepth.evaluation.loop.evaluate_depth_batches`)
+            the per-image scales recovered from the camera height, the rejected images, the median-scaled
+            metrics of the same predictions and the spread of the recovered scale against the median ratio.
     """
 
     metrics: dict[str, float]
@@ -421,6 +424,7 @@ class DepthEvalResult:
     invalid_predictions: str = "error"
     num_masked_predictions: int = 0
     masked_per_image: list[int] = field(default_factory=list)
+    scale_recovery: dict[str, Any] | None = None
 
     @staticmethod
     def table_header() -> str:
@@ -445,6 +449,7 @@ class DepthEvalResult:
             "masked_per_image": [int(v) for v in self.masked_per_image],
             "ratios": [float(r) for r in np.asarray(self.ratios).reshape(-1)],
             "per_image": [{k: float(v) for k, v in m.items()} for m in self.per_image],
+            **({"scale_recovery": self.scale_recovery} if self.scale_recovery is not None else {}),
         }
 
     def to_json(self, path: PathLike | None = None, indent: int = 2) -> str:

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence, Union
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 from featdepth.data.kitti_calib import read_raw_calibration
+from featdepth.utils.files import PathLike
 
 __all__ = [
     "read_velodyne_points",
@@ -46,7 +47,6 @@ __all__ = [
     "main",
 ]
 
-PathLike = Union[str, Path]
 
 SIDE_TO_CAM = {"l": 2, "r": 3}
 

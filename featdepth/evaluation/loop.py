@@ -6,7 +6,8 @@ number the package reports goes through the same path:
 - **depth**: the network's finest-scale disparity at the training size (optionally with the flip
   post-processing of docs/method.md §4.1) -> scaled disparity ``disp_to_depth(disp)[0]`` -> resized to
   the ground truth's size, then inverted (the standard protocol) -> scaling (per-image median, a fixed
-  factor, or none) -> the metrics of :mod:`featdepth.evaluation.depth_metrics`, averaged over images;
+  factor, none, or ``"camera-height"``: the metric scale recovered per image from the predicted depth and the
+  known camera height, without any ground truth) -> the metrics of :mod:`featdepth.evaluation.depth_metrics`, averaged over images;
 - **pose**: PoseNet on consecutive frames -> ``T_{i+1<-i}`` -> 5-frame ATE (and the ATE of predicting no
   motion at all, the floor a model must beat), the KITTI devkit errors over the whole trajectory
   (t_err %, r_err deg/100 m) where it is long enough, and the chained trajectory.
@@ -14,6 +15,7 @@ number the package reports goes through the same path:
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -27,6 +29,7 @@ from featdepth.data.io import read_kitti_poses
 from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, post_process_disparity
 from featdepth.evaluation.pose_metrics import kitti_odometry_errors, snippets_from_relative_poses
 from featdepth.evaluation.trajectory import chain_relative_poses, relative_poses_from_absolute
+from featdepth.geometry import ScaleRecoveryResult, recover_scale_from_camera_height_batch
 from featdepth.inference.model import Model
 from featdepth.models.layers import disp_to_depth
 from featdepth.utils.files import PathLike
@@ -87,10 +90,93 @@ def predict_relative_poses(model: Model, images: Tensor, *, batch_size: int = 8)
 # --------------------------------------------------------------------------------------------------
 # depth
 
+#: The scaling of :func:`evaluate_depth_batches` that recovers the metric scale from the camera height.
+CAMERA_HEIGHT_SCALING = "camera-height"
+
+
+@dataclass
+class CameraHeightInfo:
+    """What ``scaling="camera-height"`` needs about the images of one batch (third item of a batch).
+
+    Attributes:
+        K: ``(B,3,3)`` pixel intrinsics of the batch's images at their size (the network's input size).
+        camera_height: ``B`` camera heights above the ground, metres.
+        sequence: ``B`` sequence names (rejected frames fall back to their sequence's median scale).
+    """
+
+    K: Tensor
+    camera_height: Sequence[float]
+    sequence: Sequence[str]
+
+
+def _ratio_stats(values: Sequence[float]) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    if not v.size:
+        return {"mean": None, "std": None, "num": 0}
+    return {"mean": float(v.mean()), "std": float(v.std()), "num": int(v.size)}
+
+
+def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[float], sequences: Sequence[str]
+                         ) -> tuple[np.ndarray, list[ScaleRecoveryResult], dict[str, Any]]:
+    """Per-image metric scales of scaled disparities from the camera height (no ground truth).
+
+    Each image's depth ``1 / disp`` (network units, at the network's resolution) gets its ground plane fitted
+    (:func:`~featdepth.geometry.scale_recovery.recover_scale_from_camera_height_batch`) and ``scale =
+    camera_height / predicted height``. A rejected image takes the median scale of its sequence's accepted
+    images (or of all accepted images when its sequence has none).
+
+    Args:
+        disps: ``(N,h,w)`` scaled disparities.
+        K: ``(N,3,3)`` pixel intrinsics at ``(h, w)``.
+        heights, sequences: ``N`` camera heights (metres) and sequence names.
+
+    Returns:
+        ``(scales (N,) used, per-image results, report)``; the report holds the counts, the rejected images
+        and their reasons, and one entry per sequence (median scale, accepted / rejected, camera height).
+
+    Raises:
+        ValueError: no image at all has a usable ground plane (the message gives the first reasons).
+    """
+    with np.errstate(divide="ignore"):
+        depth = torch.from_numpy((1.0 / np.asarray(disps, dtype=np.float64)).astype(np.float32)).unsqueeze(1)
+    results = recover_scale_from_camera_height_batch(depth, torch.as_tensor(np.asarray(K), dtype=torch.float32),
+                                                     [float(h) for h in heights])
+    accepted = [r.scale for r in results if r.ok]
+    if not accepted:
+        shown = "; ".join(f"image {i} ({sequences[i]}): {r.reason}" for i, r in enumerate(results[:3]))
+        raise ValueError(f"camera-height scaling: no ground plane found in any of the {len(results)} images ({shown})")
+    overall = statistics.median(accepted)
+    per_seq: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(sequences):
+        idx = [i for i, s in enumerate(sequences) if s == name]
+        ok = [results[i].scale for i in idx if results[i].ok]
+        per_seq[name] = {
+            "scale": statistics.median(ok) if ok else overall,
+            "num_accepted": len(ok),
+            "num_rejected": len(idx) - len(ok),
+            "relative_spread": statistics.median(abs(x - statistics.median(ok)) for x in ok) / statistics.median(ok)
+            if ok else None,
+            "camera_height": float(heights[idx[0]]),
+            "fallback": None if ok else "no accepted image in this sequence: the median scale of all sequences",
+        }
+    scales = np.array([r.scale if r.ok else per_seq[sequences[i]]["scale"] for i, r in enumerate(results)])
+    rejected = [{"index": i, "sequence": sequences[i], "reason": r.reason} for i, r in enumerate(results) if not r.ok]
+    report = {
+        "num_images": len(results),
+        "num_accepted": len(accepted),
+        "num_rejected": len(rejected),
+        "rejected_fallback": "the median scale of the image's sequence",
+        "rejected": rejected,
+        "per_sequence": per_seq,
+        "scales": [float(x) for x in scales],
+        "recovered": [float(r.scale) if r.ok else None for r in results],
+    }
+    return scales, results, report
+
 
 def evaluate_depth_batches(
     model: Model,
-    batches: Iterable[tuple[Tensor, Sequence[np.ndarray]]],
+    batches: Iterable[tuple[Tensor, Sequence[np.ndarray]]] | Iterable[tuple[Tensor, Sequence[np.ndarray], CameraHeightInfo]],
     *,
     protocol: str = "eigen",
     scaling: str | float | None = "median",
@@ -104,22 +190,47 @@ def evaluate_depth_batches(
     """Predict every batch and evaluate it against its ground truth.
 
     Args:
-        batches: ``(images (B,3,H,W) at the training size, B ground-truth maps (H_i,W_i) in metres)``.
-        protocol, scaling, min_depth, max_depth: see :func:`~featdepth.evaluation.depth_metrics.evaluate_depth`.
+        batches: ``(images (B,3,H,W) at the training size, B ground-truth maps (H_i,W_i) in metres)``, with a
+            third item, a :class:`CameraHeightInfo`, for ``scaling="camera-height"``.
+        protocol, scaling, min_depth, max_depth: see :func:`~featdepth.evaluation.depth_metrics.evaluate_depth`;
+            ``scaling="camera-height"`` multiplies every image's depth by the scale recovered from its own
+            predicted depth at the network's resolution, its intrinsics and the camera height
+            (:func:`camera_height_scales`; rejected images: the sequence median) and evaluates with no further
+            scaling. The result's ``scale_recovery`` then holds that report plus the median-scaled metrics of
+            the same predictions and the mean and sd of ``recovered scale / median-scaling ratio``.
         max_images: stop after this many images.
         on_batch: called with the number of images predicted so far (progress).
 
     Returns:
-        ``(result, scaled disparities (N,h,w))``.
+        ``(result, scaled disparities (N,h,w))`` (for ``"camera-height"``: divided by each image's scale, i.e.
+        the inverse of the metric depth that was evaluated).
 
     Raises:
-        ValueError: no image with ground truth.
+        ValueError: no image with ground truth; ``"camera-height"`` without a :class:`CameraHeightInfo` per batch
+            or without a single image with a ground plane.
     """
+    by_height = isinstance(scaling, str) and scaling == CAMERA_HEIGHT_SCALING
     gts: list[np.ndarray] = []
     preds: list[np.ndarray] = []
-    for images, batch_gts in batches:
-        preds.append(predict_scaled_disparities(model, images, batch_size=batch_size, post_process=post_process))
+    Ks: list[np.ndarray] = []
+    heights: list[float] = []
+    seqs: list[str] = []
+    for batch in batches:
+        images, batch_gts = batch[0], batch[1]
+        pred = predict_scaled_disparities(model, images, batch_size=batch_size, post_process=post_process)
+        preds.append(pred)
         gts.extend(np.asarray(g, dtype=np.float32) for g in batch_gts)
+        if by_height:
+            info = batch[2] if len(batch) > 2 else None
+            if not isinstance(info, CameraHeightInfo):
+                raise ValueError("scaling='camera-height' needs the intrinsics and camera height of every image: "
+                                 "batches of (images, gts, CameraHeightInfo)")
+            K = np.asarray(info.K, dtype=np.float64).reshape(-1, 3, 3).copy()
+            K[:, 0] *= pred.shape[-1] / images.shape[-1]  # to the decoder's output resolution
+            K[:, 1] *= pred.shape[-2] / images.shape[-2]
+            Ks.append(K)
+            heights.extend(float(h) for h in info.camera_height)
+            seqs.extend(str(s) for s in info.sequence)
         if on_batch is not None:
             on_batch(len(gts))
         if max_images and len(gts) >= max_images:
@@ -128,9 +239,26 @@ def evaluate_depth_batches(
         raise ValueError("no image with ground-truth depth to evaluate")
     disps = np.concatenate(preds)[: len(gts)]
     gts = gts[: len(disps)]
-    result = evaluate_depth(gts, disps, protocol=protocol, scaling=scaling, min_depth=min_depth,
+    if not by_height:
+        result = evaluate_depth(gts, disps, protocol=protocol, scaling=scaling, min_depth=min_depth,
+                                max_depth=max_depth, preds_are_disparity=True)
+        return result, disps
+    n = len(disps)
+    scales, _, report = camera_height_scales(disps, np.concatenate(Ks)[:n], heights[:n], seqs[:n])
+    median = evaluate_depth(gts, disps, protocol=protocol, scaling="median", min_depth=min_depth,
                             max_depth=max_depth, preds_are_disparity=True)
-    return result, disps
+    metric_disps = (disps / scales[:, None, None]).astype(np.float32)
+    result = evaluate_depth(gts, metric_disps, protocol=protocol, scaling=None, min_depth=min_depth,
+                            max_depth=max_depth, preds_are_disparity=True)
+    result.scaling = CAMERA_HEIGHT_SCALING
+    ratio = scales / median.ratios  # recovered scale / median-scaling ratio, per image
+    ok = np.array([r is not None for r in report["recovered"]])
+    report["median_scaling"] = {"metrics": dict(median.metrics), "ratio_median": median.ratio_median,
+                                "ratio_std": median.ratio_std, "ratios": [float(r) for r in median.ratios]}
+    report["scale_over_median_ratio"] = _ratio_stats(ratio)
+    report["accepted_scale_over_median_ratio"] = _ratio_stats(ratio[ok])
+    result.scale_recovery = report
+    return result, metric_disps
 
 
 # --------------------------------------------------------------------------------------------------

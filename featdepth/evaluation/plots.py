@@ -7,13 +7,13 @@ importing or calling these functions never touches pyplot or the global backend.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
+from featdepth.utils.files import PathLike
 
 __all__ = ["plot_trajectories_topview", "colorize_disparity"]
 
-PathLike = Union[str, Path]
 
 
 def _positions(poses: np.ndarray, name: str) -> np.ndarray:
@@ -32,6 +32,7 @@ def plot_trajectories_topview(
     gt_label: str = "Ground truth",
     title: str | None = None,
     dpi: int = 110,
+    units: str = "m",
 ) -> Path:
     """Save an x-z top view (camera x right, z forward; equal aspect) of one or more trajectories.
 
@@ -40,6 +41,7 @@ def plot_trajectories_topview(
         gt: ``(N, 4, 4)`` GT ``T_world_cam`` or ``None``.
         pred: one ``(M, 4, 4)`` trajectory or a sequence of them.
         labels: one label per predicted trajectory (default ``"Prediction"``, ``"Prediction 2"``, ...).
+        units: the axis unit: ``"m"`` for metric trajectories, e.g. ``"relative units"`` when the scale is unknown.
 
     Returns:
         the written path.
@@ -64,8 +66,8 @@ def plot_trajectories_topview(
     for i, (p, lab) in enumerate(zip(preds, labels)):
         xyz = _positions(p, f"pred[{i}]")
         ax.plot(xyz[:, 0], xyz[:, 2], linewidth=1.5, label=lab)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("z (m)")
+    ax.set_xlabel(f"x ({units})")
+    ax.set_ylabel(f"z ({units})")
     ax.set_aspect("equal", adjustable="datalim")
     ax.grid(True, linewidth=0.3)
     ax.legend(loc="best")
@@ -77,7 +79,8 @@ def plot_trajectories_topview(
     return path
 
 
-def colorize_disparity(disp: np.ndarray, vmax: float | None = None, cmap: str = "magma") -> np.ndarray:
+def colorize_disparity(disp: np.ndarray, vmax: float | None = None, cmap: str = "magma", *,
+                       vmin: float | None = None) -> np.ndarray:
     """Colour-map a disparity map the field's way (magma, ``vmin = min``, ``vmax = 95th percentile``).
 
     Args:
@@ -85,6 +88,8 @@ def colorize_disparity(disp: np.ndarray, vmax: float | None = None, cmap: str = 
         vmax: upper end of the colour range; default ``np.percentile(disp, 95)``. Values above it
             saturate at the top colour.
         cmap: a name of ``matplotlib.colormaps``.
+        vmin: lower end of the colour range; default the minimum of ``disp`` (a fixed range across
+            the frames of a video keeps the colours from flickering).
 
     Returns:
         ``(H, W, 3)`` uint8 RGB.
@@ -97,7 +102,7 @@ def colorize_disparity(disp: np.ndarray, vmax: float | None = None, cmap: str = 
         d = d[0]
     if d.ndim != 2:
         raise ValueError(f"disp must be (H, W), got shape {np.shape(disp)}")
-    vmin = float(np.min(d))
+    vmin = float(np.min(d)) if vmin is None else float(vmin)
     top = float(np.percentile(d, 95)) if vmax is None else float(vmax)
     if top <= vmin:
         top = vmin + 1e-12

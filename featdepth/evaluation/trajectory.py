@@ -33,6 +33,9 @@ __all__ = [
     "read_kitti_trajectory",
     "write_tum_trajectory",
     "read_tum_trajectory",
+    "read_trajectory",
+    "detect_trajectory_format",
+    "is_stationary",
     "check_rotations",
     "ROTATION_TOLERANCE",
 ]
@@ -282,3 +285,57 @@ def read_tum_trajectory(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not poses:
         raise ValueError(f"{path}: no poses in the file")
     return np.asarray(ts), np.stack(poses)
+
+
+def detect_trajectory_format(path: PathLike) -> str:
+    """``"kitti"`` (12 numbers per line) or ``"tum"`` (8 numbers per line, ``#`` comments), from the first
+    data line of ``path``.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: no data line, or a first data line of another
+        width (names the file, the line and the count).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory file not found: {path}")
+    for lineno, line in enumerate(_read_utf8(path).splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        n = len(s.replace(",", " ").split())
+        if n == 12:
+            return "kitti"
+        if n == 8:
+            return "tum"
+        raise ValueError(
+            f"{path}, line {lineno}: {n} numbers; a trajectory file has 12 per line (KITTI: 3x4 T_world_cam) "
+            "or 8 (TUM: timestamp tx ty tz qx qy qz qw)"
+        )
+    raise ValueError(f"{path}: no poses in the file")
+
+
+def read_trajectory(path: PathLike, fmt: str = "auto") -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Read a KITTI or TUM trajectory (what ``featdepth predict trajectory`` writes, and the usual GT files).
+
+    Args:
+        path: the file.
+        fmt: ``"auto"`` (by the number of values per line, :func:`detect_trajectory_format`), ``"kitti"``
+            or ``"tum"``.
+
+    Returns:
+        ``(T_world_cam (N, 4, 4), timestamps (N,) or None for KITTI, format)``.
+    """
+    fmt = detect_trajectory_format(path) if fmt == "auto" else fmt
+    if fmt == "kitti":
+        return read_kitti_trajectory(path), None, "kitti"
+    if fmt == "tum":
+        ts, poses = read_tum_trajectory(path)
+        return poses, ts, "tum"
+    raise ValueError(f"trajectory format must be auto, kitti or tum, got {fmt!r}")
+
+
+def is_stationary(poses: np.ndarray) -> bool:
+    """Whether every camera position of ``(N, 4, 4)`` ``T_world_cam`` is the same (the camera never moves:
+    an alignment scale is undefined)."""
+    P = _check_poses(poses)
+    return P.shape[0] < 2 or not np.any(np.ptp(P[:, :3, 3], axis=0) > 0)

@@ -14,6 +14,7 @@ from featdepth.config import Config, load_config
 from featdepth.experiments.presets import FEATURENET_SETTINGS, ExperimentPreset, Variant
 from featdepth.models.feature_net import FeatureNet
 from featdepth.training.checkpoints import MANIFEST, load_checkpoint
+from featdepth.utils.checkpoint_io import write_safetensors_checkpoint
 from featdepth.training.trainer import run_training
 from featdepth.utils.files import atomic_save, read_json, write_json
 
@@ -68,7 +69,8 @@ def load_feature_net(checkpoint: str | Path, layers: int, device: torch.device |
 
 
 def slim_checkpoint(path: str | Path) -> Path:
-    """Replace a finished run's checkpoints by ``model.pt`` holding only the weights and the config.
+    """Replace a finished run's checkpoints by ``model.pt`` holding only the weights and the config (and
+    ``model.safetensors``, the same weights in the format that is safe to share).
 
     The trainer's checkpoints also hold the optimiser state (about 3x the weights: ~440 MB for three
     ResNet-18 networks) and a duplicate ``best.pt``; a finished ablation run needs neither. Returns the
@@ -80,7 +82,9 @@ def slim_checkpoint(path: str | Path) -> Path:
     if path == target:
         return target
     state = load_checkpoint(path)
-    atomic_save({k: state[k] for k in ("model", "config", "stage", "step", "epoch", "versions") if k in state}, target)
+    slim = {k: state[k] for k in ("model", "config", "stage", "step", "epoch", "versions") if k in state}
+    atomic_save(slim, target)
+    write_safetensors_checkpoint(slim, target.with_suffix(".safetensors"))
     for p in path.parent.glob("*.pt"):
         if p != target:
             p.unlink()

@@ -1,8 +1,13 @@
 """The one loader: every checkpoint kind -> :class:`~featdepth.inference.model.Model`.
 
-Kinds: featdepth training checkpoints (``model``, ``config``, ``stage``), weights-only exports of them,
-official FeatDepth ``.pth`` files and monodepth2 model folders (converted on the fly by
+Kinds: featdepth training checkpoints (``model``, ``config``, ``stage``), weights-only exports of them
+(``.pt``, or ``.safetensors`` written by :func:`export_weights` / ``featdepth export weights``), official
+FeatDepth ``.pth`` files and monodepth2 model folders (converted on the fly by
 :mod:`featdepth.inference.official`).
+
+Loading is safe by default: pickled files are read with ``weights_only=True`` (tensors and plain data; no
+code runs), ``.safetensors`` hold raw tensors and JSON; a legacy file that needs full unpickling is refused
+unless ``trust_checkpoint=True`` (``--trust-checkpoint``). Non-finite weights are refused, naming the tensor.
 """
 
 from __future__ import annotations
@@ -15,15 +20,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from featdepth.config import Config, ConfigError, config_from_dict
+from featdepth import __version__
+from featdepth.config import Config, ConfigError, config_from_dict, config_to_dict
 from featdepth.inference.model import Model, ModelLoadError, _Networks
 from featdepth.inference.official import MONODEPTH2_FILES, OfficialCheckpointError, detect_checkpoint_format, load_official
 from featdepth.models.depth_net import DepthNet
 from featdepth.models.pose_net import PoseNet
-from featdepth.utils.checkpoint_io import CheckpointError, load_checkpoint
+from featdepth.utils.checkpoint_io import (
+    CheckpointError,
+    check_finite_weights,
+    load_checkpoint,
+    state_mismatch_summary,
+    write_safetensors_checkpoint,
+)
 from featdepth.utils.runtime import resolve_device
 
-__all__ = ["load", "model_config_from_checkpoint"]
+__all__ = ["export_weights", "load", "model_config_from_checkpoint"]
 
 
 def model_config_from_checkpoint(state: Any, source: str) -> tuple[Any, str]:
@@ -75,7 +87,13 @@ def _build_networks(cfg: Config, stage: str, state: Mapping[str, Tensor], source
         try:
             net.load_state_dict(sub, strict=True)
         except RuntimeError as exc:
-            raise ModelLoadError(f"{source}: the {name} weights do not match the architecture in its config: {exc}") from exc
+            m = cfg.model
+            settings = (f"model.depth_layers={m.depth_layers}, model.depth_decoder={m.depth_decoder}" if name == "depth_net"
+                        else f"model.pose_layers={m.pose_layers}")
+            raise ModelLoadError(
+                f"{source}: the {name} weights do not fit the network its stored config describes ({settings}): "
+                f"{state_mismatch_summary(net.state_dict(), sub)}; the file is malformed or was edited"
+            ) from exc
     return _Networks(depth_net, pose_net)
 
 
@@ -88,6 +106,7 @@ def load(
     real_baseline: float | None = None,
     batch_size: int = 8,
     official: Mapping[str, Any] | None = None,
+    trust_checkpoint: bool = False,
 ) -> Model:
     """Load a trained model for inference.
 
@@ -103,12 +122,18 @@ def load(
         batch_size: images per forward pass.
         official: options for official checkpoints (``height``, ``width``, ``frame_ids``,
             ``stereo_baseline``; see :func:`featdepth.inference.official.load_official`).
+        trust_checkpoint: allow full unpickling (which can run code) of a legacy file holding more than
+            tensors and plain data, with a warning; only for files from a trusted source. Default: such a
+            file is refused with a message naming ``--trust-checkpoint``.
 
     Raises:
         ModelLoadError: not a checkpoint, a stage-1 (FeatureNet) checkpoint, or mismatched weights;
-            the message names the file. FileNotFoundError: missing path.
+            the message names the file; a file refused by safe loading; non-finite weights (names the
+            first bad tensor). FileNotFoundError: missing path.
     """
     report = None
+    official = dict(official or {})
+    trust = bool(trust_checkpoint or official.pop("trust_checkpoint", False)) or None
     if isinstance(checkpoint, Mapping):
         ckpt = dict(checkpoint)
         source = "<checkpoint dict>"
@@ -121,13 +146,13 @@ def load(
             fmt = "monodepth2"
         else:
             try:
-                ckpt = load_checkpoint(path)
+                ckpt = load_checkpoint(path, trust=trust)
             except CheckpointError as exc:
-                raise ModelLoadError(f"{path} is not a readable checkpoint: {exc}") from exc
+                raise ModelLoadError(str(exc)) from exc
             fmt = detect_checkpoint_format(ckpt)
         if fmt in ("monodepth2", "featdepth-official"):
             try:
-                ckpt, report = load_official(path, **dict(official or {}))
+                ckpt, report = load_official(path, trust_checkpoint=trust, **official)
             except OfficialCheckpointError as exc:
                 raise ModelLoadError(str(exc)) from exc
         elif fmt != "featdepth":
@@ -139,6 +164,12 @@ def load(
     try:
         cfg, stage = model_config_from_checkpoint(ckpt, source)
     except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if not isinstance(ckpt["model"], Mapping):
+        raise ModelLoadError(f"{source}: its 'model' entry is not a state dict (got {type(ckpt['model']).__name__})")
+    try:
+        check_finite_weights(ckpt, source)
+    except CheckpointError as exc:
         raise ModelLoadError(str(exc)) from exc
     networks = _build_networks(cfg, stage, ckpt["model"], source)
     if intrinsics is None and ckpt.get("intrinsics_normalized") is not None:
@@ -158,3 +189,30 @@ def load(
     step = ckpt.get("step")
     model.step = int(step) if isinstance(step, (int, float)) else None
     return model
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *, trust_checkpoint: bool = False,
+                   official: Mapping[str, Any] | None = None) -> Path:
+    """Write the depth (and pose) network weights of any checkpoint :func:`load` reads to ``out``
+    (``.safetensors``), with the config, stage, step and normalised intrinsics as JSON metadata; no optimizer
+    state, nothing that needs unpickling. :func:`load` reads it back to the same model.
+
+    Raises:
+        ModelLoadError: what :func:`load` raises; ValueError: ``out`` does not end in ``.safetensors``.
+    """
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the weights file must end in .safetensors, got {out}")
+    model = load(checkpoint, device="cpu", official=official, trust_checkpoint=trust_checkpoint)
+    state = {
+        "model": model.networks.state_dict(),
+        "config": config_to_dict(model.config),
+        "stage": model.stage,
+        "step": model.step,
+        "intrinsics_normalized": model.K,
+        "versions": {"featdepth": __version__, "torch": str(torch.__version__)},
+    }
+    try:
+        return write_safetensors_checkpoint(state, out)
+    except CheckpointError as exc:
+        raise ModelLoadError(str(exc)) from exc

@@ -16,15 +16,19 @@ trained with stereo pairs and the real baseline predicts metres (``"metric"``). 
 FeatDepth's 0.015 baseline convention (``data.stereo_baseline: 0.015``) predicts metres divided by
 ``real_baseline / 0.015`` (36 for KITTI's 0.54 m), and :meth:`DepthModel.predict_depth` multiplies by
 that factor by default: ``depth_kind == "metric (×36)"``. A user factor (``scale=``) replaces the
-default factor.
+default factor. For any model, ``predict_depth(image, camera_height=1.65)`` returns metres whose scale comes
+from the camera's known height above the ground (:mod:`featdepth.geometry.scale_recovery`; needs
+intrinsics), and :meth:`Model.predict_depth_sequence` uses one median scale for a whole video.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 if TYPE_CHECKING:  # only for the ImageLike annotation
     import PIL.Image
@@ -35,19 +39,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featdepth.config import Config
-from featdepth.geometry import pose_from_axis_angle_translation
+from featdepth.geometry import (
+    ScaleRecoveryResult,
+    SequenceScale,
+    pose_from_axis_angle_translation,
+    recover_scale_from_camera_height_batch,
+    sequence_scale,
+)
 from featdepth.models.depth_net import DepthNet
 from featdepth.models.layers import disp_to_depth
 from featdepth.models.pose_net import PoseNet
 from featdepth.utils.constants import KITTI_BASELINE, KITTI_NORMALIZED_K, REAL_BASELINES
 from featdepth.utils.runtime import resolve_device
-from featdepth.data.io import load_image
+from featdepth.data.io import as_pixel_intrinsics, load_image
 from featdepth.inference.pointcloud import depth_to_points
 
 __all__ = [
     "KITTI_BASELINE",
     "KITTI_NORMALIZED_K",
+    "ASPECT_TOLERANCE",
+    "AspectRatioWarning",
     "DepthModel",
+    "MetricDepthSequence",
     "Model",
     "ModelLoadError",
     "depth_kind_from_config",
@@ -227,6 +240,40 @@ def _normalise_intrinsics_arg(intrinsics: Any) -> np.ndarray | None:
     return arr
 
 
+def check_camera_height(value: Any, what: str = "camera_height") -> float:
+    """``value`` as a positive finite number of metres, else a ValueError naming ``what`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be the camera's height above the ground in metres (a number > 0), got {value!r}")
+    x = float(value)
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{what} must be the camera's height above the ground in metres (> 0), got {value!r}")
+    return x
+
+
+class MetricDepthSequence(NamedTuple):
+    """Result of :meth:`Model.predict_depth_sequence`.
+
+    Attributes:
+        depth: ``(N, H, W)`` float32 metres (a list of ``(H_i, W_i)`` arrays for differently sized frames), every
+            frame multiplied by the one sequence scale.
+        scale: the :class:`~featdepth.geometry.scale_recovery.SequenceScale` (``scale.scale`` metres per network
+            depth unit: the median over the accepted frames, counts, spread, rejected frames' reasons).
+        frames: one :class:`~featdepth.geometry.scale_recovery.ScaleRecoveryResult` per frame.
+    """
+
+    depth: Any
+    scale: SequenceScale
+    frames: list[ScaleRecoveryResult]
+
+
+#: Relative difference of aspect ratios, ``|(w/h) / (W/H) - 1|``, above which :meth:`Model.predict_depth` warns.
+ASPECT_TOLERANCE = 0.15
+
+
+class AspectRatioWarning(UserWarning):
+    """An input's aspect ratio is far from the training size's (see :meth:`Model.aspect_mismatch`)."""
+
+
 class _Networks(nn.Module):
     def __init__(self, depth_net: DepthNet, pose_net: PoseNet | None) -> None:
         super().__init__()
@@ -312,14 +359,17 @@ class Model:
     # -- info ----------------------------------------------------------------------------
     @property
     def depth_net(self) -> DepthNet:
+        """The depth network (encoder + decoder); :meth:`disparity` runs it on network-size batches."""
         return self.networks.depth_net
 
     @property
     def pose_net(self) -> PoseNet | None:
+        """The pose network, or ``None`` for a stereo-only model (see :attr:`has_pose`)."""
         return self.networks.pose_net
 
     @property
     def has_pose(self) -> bool:
+        """Whether the model has a PoseNet (needed by :meth:`predict_pose` and trajectories)."""
         return self.networks.pose_net is not None
 
     def describe(self) -> dict[str, Any]:
@@ -346,6 +396,7 @@ class Model:
         return f"Model({d['depth_network']}, {self.height}x{self.width}, depth_kind={self.depth_kind!r}, device={d['device']})"
 
     def to(self, device: str | torch.device) -> "Model":
+        """Move the networks to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); returns ``self``."""
         self.device = resolve_device(device, key="device")
         self.networks.to(self.device)
         return self
@@ -375,6 +426,50 @@ class Model:
         K[0] *= width
         K[1] *= height
         return K
+
+    def _normalised_K_for(self, images: list[Tensor], K: Any) -> list[np.ndarray]:
+        """Normalised ``(3,3)`` intrinsics of every image: from ``K`` (pixel intrinsics of the input
+        resolution, ``(3,3)`` or ``(fx, fy, cx, cy)``, one for all images) or else from the model's ``K``."""
+        if K is None:
+            if self.K is None:
+                raise ValueError(
+                    "camera_height needs intrinsics and none are known: pass K= (pixel 3x3 or fx, fy, cx, cy of the "
+                    "input resolution), call set_intrinsics(...), or load the model with intrinsics= (e.g. 'kitti')"
+                )
+            return [self.K.copy() for _ in images]
+        arr = np.asarray(K, dtype=np.float64)
+        if arr.shape == (4,):
+            arr = np.array([[arr[0], 0, arr[2]], [0, arr[1], arr[3]], [0, 0, 1.0]])
+        if arr.shape != (3, 3) or not np.all(np.isfinite(arr)) or arr[0, 0] <= 0 or arr[1, 1] <= 0:
+            raise ValueError(f"K must be pixel intrinsics of the input, 3x3 or (fx, fy, cx, cy) with fx, fy > 0, got {K!r}")
+        out = []
+        for im in images:
+            h, w = im.shape[-2:]
+            norm = arr.copy()
+            norm[0] /= w
+            norm[1] /= h
+            out.append(norm)
+        return out
+
+    def _recover_scales(self, disp_small: Tensor, K_norm: Sequence[np.ndarray], camera_height: float,
+                        sizes: Sequence[tuple[int, int]] = (), keep_aspect: bool = False) -> list[ScaleRecoveryResult]:
+        """Scale recovery on the network-unit depth of ``disp_small`` ``(B,1,h,w)`` (network resolution).
+
+        ``K_norm``: normalised intrinsics of the inputs; with ``keep_aspect`` the inputs of ``sizes`` ``(H, W)``
+        were padded (:meth:`_aspect_padding`) before the resize, which shifts and renormalises them."""
+        if keep_aspect:
+            padded = []
+            for k, (ih, iw) in zip(K_norm, sizes):
+                left, right, top, bottom = self._aspect_padding(ih, iw)
+                px = k * np.array([[iw], [ih], [1.0]])
+                px[0, 2] += left
+                px[1, 2] += top
+                padded.append(px / np.array([[iw + left + right], [ih + top + bottom], [1.0]]))
+            K_norm = padded
+        _, depth = disp_to_depth(disp_small.float(), self.network_min_depth, self.network_max_depth)
+        h, w = depth.shape[-2:]
+        K = np.stack([k * np.array([[w], [h], [1.0]]) for k in K_norm])
+        return recover_scale_from_camera_height_batch(depth.cpu(), torch.from_numpy(K).float(), camera_height)
 
     # -- running -------------------------------------------------------------------------
     def _autocast(self):
@@ -428,10 +523,50 @@ class Model:
         return pose_from_axis_angle_translation(axis_angle.float(), translation.float())
 
     @torch.inference_mode()
-    def _disparity_at_training_size(self, batch: list[Tensor]) -> Tensor:
+    def _disparity_at_training_size(self, batch: list[Tensor], keep_aspect: bool = False) -> Tensor:
+        if keep_aspect:
+            batch = [F.pad(im.unsqueeze(0), self._aspect_padding(*im.shape[-2:]), mode="replicate")[0] for im in batch]
         x = torch.stack([_resize(im.unsqueeze(0), (self.height, self.width))[0] for im in batch])
         with self.evaluating():
             return self.disparity(x)
+
+    def aspect_mismatch(self, height: int, width: int) -> float:
+        """Relative difference between an input's aspect ratio and the training size's: ``|(w/h) / (W/H) - 1|``.
+
+        Above :data:`ASPECT_TOLERANCE` (0.15) the resize to the training size distorts the image enough
+        to bias the depth; :meth:`predict_depth` then warns, and ``keep_aspect=True`` avoids the distortion.
+        """
+        return abs((width / height) / (self.width / self.height) - 1.0)
+
+    def _aspect_padding(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` padding that brings ``h x w`` to the training aspect ratio."""
+        target = self.width / self.height
+        if w / h < target:
+            extra = max(0, round(h * target) - w)
+            return extra // 2, extra - extra // 2, 0, 0
+        extra = max(0, round(w / target) - h)
+        return 0, 0, extra // 2, extra - extra // 2
+
+    def _to_input_size(self, d: Tensor, size: tuple[int, int], keep_aspect: bool) -> Tensor:
+        """Network-size disparity ``(1,h,w)`` -> ``(1,1,H,W)`` of the input (cropping the padding of ``keep_aspect``)."""
+        if not keep_aspect:
+            return F.interpolate(d.unsqueeze(0), size=size, mode="bilinear", align_corners=False)
+        left, right, top, bottom = self._aspect_padding(*size)
+        full = F.interpolate(d.unsqueeze(0), size=(size[0] + top + bottom, size[1] + left + right), mode="bilinear",
+                             align_corners=False)
+        return full[..., top : top + size[0], left : left + size[1]]
+
+    def _warn_aspect(self, images: list[Tensor]) -> None:
+        for i, im in enumerate(images):
+            h, w = im.shape[-2:]
+            off = self.aspect_mismatch(h, w)
+            if off > ASPECT_TOLERANCE:
+                warnings.warn(
+                    f"{'an input' if len(images) == 1 else f'input {i}'} is {w}x{h} (aspect {w / h:.2f}), {off:.0%} away from "
+                    f"the training size {self.width}x{self.height} (aspect {self.width / self.height:.2f}): resizing "
+                    "distorts it and biases the depth; pass keep_aspect=True (CLI: --keep-aspect) to pad it to the "
+                    "training aspect instead", AspectRatioWarning, stacklevel=3)
+                return
 
     def predict_depth(
         self,
@@ -440,8 +575,16 @@ class Model:
         return_disparity: bool = False,
         scale: float | None = None,
         batch_size: int | None = None,
+        keep_aspect: bool = False,
+        camera_height: float | None = None,
+        K: Any = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
         """Depth for one image or a batch, at the input's resolution.
+
+        ``predict_depth(image, camera_height=1.65)`` returns metres for any model: the scale of each image comes
+        from the ground plane of its own predicted depth and the known camera height
+        (:func:`~featdepth.geometry.scale_recovery.recover_scale_from_camera_height`, on the network-resolution
+        depth). For a video prefer :meth:`predict_depth_sequence` (one median scale for all frames).
 
         Args:
             image: a PIL image, a NumPy array ``(H,W,3)`` (uint8 or float in ``[0,1]``) or ``(B,H,W,3)``,
@@ -452,25 +595,57 @@ class Model:
                 colour maps show), upsampled to the input resolution.
             scale: factor on the network's depth; default ``metric_factor`` (see ``depth_kind``).
             batch_size: images per forward pass (default: the model's, 8).
+            keep_aspect: pad each image (edge pixels repeated, symmetrically) to the training aspect ratio
+                before the resize, and crop the prediction back: no distortion, the output is still at the
+                input's size. Without it, an input whose aspect ratio is more than 15 % away from the
+                training size's gives an :class:`AspectRatioWarning`.
+            camera_height: the camera's height above the ground in metres (> 0); replaces ``scale`` by the
+                recovered per-image metric scale.
+            K: with ``camera_height``: pixel intrinsics ``(3,3)`` or ``(fx, fy, cx, cy)`` of the input
+                resolution (default: the model's normalised ``K``, see :meth:`set_intrinsics`).
 
         Returns:
             ``depth`` float32 ``(H,W)`` for one image, ``(B,H,W)`` for a batch (a list of ``(H_i,W_i)``
             arrays for a list of differently sized images); with ``return_disparity``, ``(depth, disp)``.
             Depth lies in ``[min_depth, max_depth]`` times ``scale / metric_factor``.
+
+        Raises:
+            ValueError: a bad ``scale`` / ``camera_height`` / ``K``; with ``camera_height``: no intrinsics known,
+                or an image whose ground plane was not found (the message gives the reason, e.g. "no ground plane
+                found: only 3% of the lower 50% of the image ... lies on a near-horizontal plane ...").
         """
         images, single = to_image_list(image)
+        if camera_height is not None:
+            if scale is not None:
+                raise ValueError("give either scale= or camera_height= (which recovers the scale), not both")
+            camera_height = check_camera_height(camera_height)
+            K_norm = self._normalised_K_for(images, K)
+        elif K is not None:
+            raise ValueError("K= is used only with camera_height= (for the ground plane); for points use predict_points")
         factor = self.metric_factor if scale is None else float(scale)
         if not factor > 0:
             raise ValueError(f"scale must be > 0, got {scale!r}")
         bs = int(batch_size or self.batch_size)
         depths: list[np.ndarray] = []
         disps: list[np.ndarray] = []
-        for _, batch in self._batches(images, bs):
-            disp_small = self._disparity_at_training_size(batch)
-            for im, d in zip(batch, disp_small):
-                d_full = F.interpolate(d.unsqueeze(0), size=tuple(im.shape[-2:]), mode="bilinear", align_corners=False)
+        if not keep_aspect:
+            self._warn_aspect(images)
+        for start, batch in self._batches(images, bs):
+            disp_small = self._disparity_at_training_size(batch, keep_aspect)
+            factors = [factor] * len(batch)
+            if camera_height is not None:
+                results = self._recover_scales(disp_small, K_norm[start : start + len(batch)], camera_height,
+                                               [tuple(im.shape[-2:]) for im in batch], keep_aspect)
+                for j, r in enumerate(results):
+                    if not r.ok:
+                        what = "the image" if single else f"image {start + j}"
+                        raise ValueError(f"{what}: cannot recover the metric scale from the camera height "
+                                         f"({camera_height:g} m): {r.reason}")
+                factors = [r.scale for r in results]
+            for im, d, f in zip(batch, disp_small, factors):
+                d_full = self._to_input_size(d, tuple(im.shape[-2:]), keep_aspect)
                 _, depth = disp_to_depth(d_full, self.network_min_depth, self.network_max_depth)
-                depths.append((depth[0, 0] * factor).cpu().numpy().astype(np.float32))
+                depths.append((depth[0, 0] * f).cpu().numpy().astype(np.float32))
                 disps.append(d_full[0, 0].cpu().numpy().astype(np.float32))
         if single:
             out_depth: Any = depths[0]
@@ -480,6 +655,71 @@ class Model:
         else:
             out_depth, out_disp = depths, disps
         return (out_depth, out_disp) if return_disparity else out_depth
+
+    def scale_from_camera_height(self, image: Any, camera_height: float, *, K: Any = None,
+                                 batch_size: int | None = None, keep_aspect: bool = False
+                                 ) -> ScaleRecoveryResult | list[ScaleRecoveryResult]:
+        """The metric scale of the network's depth for one image (or a batch) from the known camera height.
+
+        Runs the depth network at its training size and fits the ground plane to the back-projected depth
+        (:func:`~featdepth.geometry.scale_recovery.recover_scale_from_camera_height`). A frame without a usable
+        ground plane is not an error here: its result has ``ok=False``, ``scale=nan`` and the ``reason``.
+
+        Args:
+            image: as for :meth:`predict_depth`.
+            camera_height: the camera's height above the ground in metres (> 0).
+            K: pixel intrinsics of the input resolution (default: the model's normalised ``K``).
+            keep_aspect: as for :meth:`predict_depth` (the network sees the padded image).
+
+        Returns:
+            A :class:`~featdepth.geometry.scale_recovery.ScaleRecoveryResult` (a list for a batch): ``scale``
+            multiplies the network's depth (``predict_depth(image, scale=result.scale)`` is in metres).
+        """
+        images, single = to_image_list(image)
+        camera_height = check_camera_height(camera_height)
+        K_norm = self._normalised_K_for(images, K)
+        results: list[ScaleRecoveryResult] = []
+        for start, batch in self._batches(images, int(batch_size or self.batch_size)):
+            results.extend(self._recover_scales(self._disparity_at_training_size(batch, keep_aspect),
+                                                K_norm[start : start + len(batch)], camera_height,
+                                                [tuple(im.shape[-2:]) for im in batch], keep_aspect))
+        return results[0] if single else results
+
+    def predict_depth_sequence(self, frames: Any, camera_height: float, *, K: Any = None,
+                               batch_size: int | None = None, min_accepted: int = 1) -> MetricDepthSequence:
+        """Metric depth of a video's frames with ONE scale: the median of the per-frame recovered scales.
+
+        Frames whose ground plane was not found (e.g. a wall or a car filling the view) get the sequence
+        scale too; the median is robust to the per-frame noise of the plane fit.
+
+        Args:
+            frames: a list of images, a ``(N,H,W,3)`` array or a ``(N,3,H,W)`` tensor (as for :meth:`predict_depth`).
+            camera_height: the camera's height above the ground in metres (> 0).
+            K: pixel intrinsics of the input resolution (default: the model's normalised ``K``).
+            min_accepted: least number of frames with a ground plane.
+
+        Returns:
+            :class:`MetricDepthSequence` ``(depth, scale, frames)``.
+
+        Raises:
+            ValueError: bad arguments, no intrinsics, or fewer than ``min_accepted`` accepted frames (the
+                message gives the rejection reasons).
+        """
+        images, _ = to_image_list(frames, "frames")
+        camera_height = check_camera_height(camera_height)
+        K_norm = self._normalised_K_for(images, K)
+        results: list[ScaleRecoveryResult] = []
+        raw: list[Tensor] = []
+        for start, batch in self._batches(images, int(batch_size or self.batch_size)):
+            disp_small = self._disparity_at_training_size(batch)
+            results.extend(self._recover_scales(disp_small, K_norm[start : start + len(batch)], camera_height))
+            for im, d in zip(batch, disp_small):
+                d_full = F.interpolate(d.unsqueeze(0), size=tuple(im.shape[-2:]), mode="bilinear", align_corners=False)
+                raw.append(disp_to_depth(d_full, self.network_min_depth, self.network_max_depth)[1][0, 0].cpu())
+        seq = sequence_scale(results, min_accepted=min_accepted)
+        depths = [(d * seq.scale).numpy().astype(np.float32) for d in raw]
+        out: Any = np.stack(depths) if len({d.shape for d in depths}) == 1 else depths
+        return MetricDepthSequence(out, seq, results)
 
     @torch.inference_mode()
     def _pose(self, a: list[Tensor], b: list[Tensor]) -> Tensor:
@@ -524,11 +764,26 @@ class Model:
             raise ValueError(f"need at least 2 frames for relative poses, got {len(images)}")
         return np.asarray(self.predict_pose(images[:-1], images[1:], scale=scale)).reshape(-1, 4, 4)
 
-    def predict_points(self, image: Any, K: Any = None, *, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_points(self, image: Any, K: Any = None, *, scale: float | None = None,
+                       keep_aspect: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Coloured 3-D points of one image: ``(points (H*W,3) float32, colours (H*W,3) uint8)``.
 
-        ``K``: pixel intrinsics ``(3,3)`` of the input resolution; default from the normalised ``K``.
-        Points are in the camera frame (x right, y down, z forward), in row-major pixel order.
+        Args:
+            image: one image, as for :meth:`predict_depth`.
+            K: pixel intrinsics of the input resolution, in the forms ``featdepth predict --intrinsics``
+                takes: a ``(3,3)`` matrix, four numbers ``(fx, fy, cx, cy)``, the text ``"fx fy cx cy"``,
+                or a file (3x3, ``fx fy cx cy``, KITTI ``calib.txt`` / ``calib_cam_to_cam.txt``: camera P2).
+                Default: the model's normalised ``K`` scaled to the input (see :meth:`set_intrinsics`).
+            scale: factor on the network's depth (default ``metric_factor``).
+            keep_aspect: see :meth:`predict_depth`.
+
+        Returns:
+            Points in the camera frame (x right, y down, z forward, units of the depth), in row-major
+            pixel order, and their RGB colours.
+
+        Raises:
+            ValueError: a single image is required; no intrinsics known; malformed ``K`` (the message
+                names the file or shows the value).
         """
 
         images, single = to_image_list(image)
@@ -536,10 +791,11 @@ class Model:
             raise ValueError("predict_points takes a single image")
         im = images[0]
         h, w = im.shape[-2:]
-        K_px = np.asarray(K, dtype=np.float64) if K is not None else self.intrinsics(h, w)
+        K_px = as_pixel_intrinsics(K) if K is not None else self.intrinsics(h, w)
         if K_px is None:
-            raise ValueError("no intrinsics: pass K= (pixel 3x3 of the input) or load the model with intrinsics=")
-        depth = self.predict_depth(im, scale=scale)
+            raise ValueError("no intrinsics: pass K= (pixel 3x3 or 'fx fy cx cy' of the input) or load the model "
+                             "with intrinsics=")
+        depth = self.predict_depth(im, scale=scale, keep_aspect=keep_aspect)
         points = depth_to_points(depth, K_px)
         colours = (im.permute(1, 2, 0).reshape(-1, 3).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
         return points, colours

@@ -60,6 +60,7 @@ from torch import Tensor
 from featdepth import __version__
 from featdepth.config import Config, config_from_dict, config_to_dict
 from featdepth.models.stage import StageNetworks
+from featdepth.utils.checkpoint_io import CheckpointError, torch_load_safe
 from featdepth.utils.files import PathLike, atomic_save
 
 __all__ = [
@@ -182,17 +183,17 @@ class MappingReport:
 # reading
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, trust: bool | None = None) -> Any:
+    """Weights-only unpickling (:func:`~featdepth.utils.checkpoint_io.torch_load_safe`): an mmcv ``meta`` of
+    plain data loads as it is; a file needing more is refused unless ``trust`` (``--trust-checkpoint``)."""
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise OfficialCheckpointError(f"checkpoint path is not a file: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - anything unpicklable is "not a checkpoint"
-        raise OfficialCheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+        return torch_load_safe(path, "cpu", trust=trust)
+    except CheckpointError as exc:
+        raise OfficialCheckpointError(str(exc)) from exc
 
 
 def _strip_module(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -204,7 +205,7 @@ def _is_featdepth_official_state(state: Mapping[str, Any]) -> bool:
     return bool(keys) and any(k.startswith(p) for k in keys for p, _ in FEATDEPTH_PREFIXES)
 
 
-def detect_checkpoint_format(obj: Any) -> str:
+def detect_checkpoint_format(obj: Any, *, trust_checkpoint: bool | None = None) -> str:
     """Classify a loaded checkpoint object (or a path).
 
     Returns one of ``"featdepth"`` (our self-describing dict with ``model`` and ``config``),
@@ -217,7 +218,7 @@ def detect_checkpoint_format(obj: Any) -> str:
             return "monodepth2" if (path / MONODEPTH2_FILES["encoder"]).is_file() else "unknown"
         if path.name in MONODEPTH2_FILES.values() and (path.parent / MONODEPTH2_FILES["encoder"]).is_file():
             return "monodepth2"
-        obj = _torch_load(path)
+        obj = _torch_load(path, trust_checkpoint)
     if not isinstance(obj, Mapping):
         return "unknown"
     if "model" in obj and "config" in obj and isinstance(obj.get("model"), Mapping):
@@ -479,13 +480,13 @@ def _featdepth_stage(arch: Mapping[str, Any], has_extractor: bool) -> str:
     return "baseline"
 
 
-def _read_monodepth2(path: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+def _read_monodepth2(path: Path, trust: bool | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
     folder = path if path.is_dir() else path.parent
     files: dict[str, dict[str, Any]] = {}
     for role, name in MONODEPTH2_FILES.items():
         p = folder / name
         if p.is_file():
-            obj = _torch_load(p)
+            obj = _torch_load(p, trust)
             if not isinstance(obj, Mapping):
                 raise OfficialCheckpointError(f"{p} does not hold a state dict (got {type(obj).__name__})")
             files[role] = dict(obj)
@@ -506,6 +507,7 @@ def load_official(
     frame_ids: Any = None,
     stereo_baseline: float | None | str = "default",
     strict: bool = True,
+    trust_checkpoint: bool | None = None,
 ) -> tuple[dict[str, Any], MappingReport]:
     """Load an official FeatDepth checkpoint or a monodepth2 model folder as a featdepth checkpoint.
 
@@ -522,6 +524,8 @@ def load_official(
         strict: raise :class:`OfficialCheckpointError` (with the report) when a depth-network key is
             unfilled, a foreign key does not map, or a shape does not match. Unfilled PoseNet or
             FeatureNet keys never raise (the depth network alone is usable).
+        trust_checkpoint: allow full unpickling (code can run) of a legacy file that holds more than
+            tensors and plain data; default: refused with a message naming ``--trust-checkpoint``.
 
     Returns:
         ``(checkpoint, report)``: ``checkpoint`` is our self-describing dict (``model``, ``config``,
@@ -529,10 +533,10 @@ def load_official(
         trainer; ``report`` says what mapped.
     """
     path = Path(path)
-    fmt = detect_checkpoint_format(path)
+    fmt = detect_checkpoint_format(path, trust_checkpoint=trust_checkpoint)
     meta: Any = None
     if fmt == "monodepth2":
-        folder, files = _read_monodepth2(path)
+        folder, files = _read_monodepth2(path, trust_checkpoint)
         renamed, _ = map_monodepth2_state_dicts(files, None, source=str(folder))
         enc = files["encoder"]
         arch = infer_architecture(renamed)
@@ -551,7 +555,7 @@ def load_official(
         mapped, report = map_monodepth2_state_dicts(files, target, source=str(folder))
         source = str(folder)
     elif fmt == "featdepth-official":
-        obj = _torch_load(path)
+        obj = _torch_load(path, trust_checkpoint)
         state = obj["state_dict"] if isinstance(obj.get("state_dict"), Mapping) else obj
         meta = obj.get("meta") if isinstance(obj, Mapping) else None
         renamed, _ = map_featdepth_state_dict(state, None, source=str(path))
@@ -603,7 +607,7 @@ def load_official(
         "model": model_state,
         "config": config_to_dict(cfg),
         "stage": stage,
-        "versions": {"featdepth": __version__, "torch": torch.__version__},
+        "versions": {"featdepth": __version__, "torch": str(torch.__version__)},
         "converted_from": {"path": source, "format": report.format, "meta": _plain(meta), "report": report.to_dict()},
     }
     return checkpoint, report

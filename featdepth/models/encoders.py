@@ -24,7 +24,7 @@ from torchvision import models as tvm
 
 from featdepth.models.layers import check_image_batch
 
-__all__ = ["ENCODER_CHOICES", "ResnetEncoder", "build_encoder", "resolve_num_layers"]
+__all__ = ["ENCODER_CHOICES", "ResnetEncoder", "build_encoder", "resolve_num_layers", "imagenet_weights_file"]
 
 # depth -> (torchvision constructor, weights enum, channels of f0..f4)
 _REGISTRY: dict[int, tuple[Callable[..., tvm.ResNet], type, tuple[int, ...]]] = {
@@ -123,7 +123,16 @@ class ResnetEncoder(nn.Module):
         """Load ``"imagenet"`` or a local torchvision state dict (strict), adapting ``conv1`` for N images."""
         if isinstance(weights, str) and weights.strip().lower() in ("imagenet", "imagenet1k_v1"):
             _, weights_enum, _ = _REGISTRY[self.num_layers]
-            state = weights_enum.IMAGENET1K_V1.get_state_dict(progress=True)
+            cached = imagenet_weights_file(self.num_layers)
+            try:
+                state = weights_enum.IMAGENET1K_V1.get_state_dict(progress=True)
+            except OSError as exc:  # urllib's URLError, socket errors: offline or blocked
+                raise OSError(
+                    f"the ImageNet weights of resnet{self.num_layers} are not on this machine ({cached}) and could not be "
+                    f"downloaded ({exc}). Offline: copy {cached.name} to {cached.parent}, or set the weights key "
+                    "(model.depth_weights / pose_weights / feature_weights) to a local torchvision .pth file, "
+                    "or to null to start from random weights"
+                ) from exc
             source = f"torchvision {weights_enum.__name__}.IMAGENET1K_V1"
         elif isinstance(weights, (str, os.PathLike)):
             path = Path(weights).expanduser()
@@ -153,6 +162,14 @@ class ResnetEncoder(nn.Module):
         f3 = enc.layer3(f2)
         f4 = enc.layer4(f3)
         return [f0, f1, f2, f3, f4]
+
+
+def imagenet_weights_file(num_layers: int | str) -> Path:
+    """Where torchvision keeps the ImageNet weights of ``resnet{num_layers}`` (exists once downloaded):
+    ``<torch hub dir>/checkpoints/<file name of the weights URL>``."""
+    _, weights_enum, _ = _REGISTRY[resolve_num_layers(num_layers)]
+    url = weights_enum.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def build_encoder(num_layers: int | str, num_input_images: int = 1, weights: WeightsSpec = None) -> ResnetEncoder:

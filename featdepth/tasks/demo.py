@@ -5,7 +5,8 @@
    with the frozen FeatureNet.
 3. Evaluates the untrained (initial) and the trained (final) model on held-out sequences: depth metrics
    with per-image median scaling and the 5-frame ATE, plus the ATE of a zero-motion prediction.
-4. Writes ``OUT/metrics.json``, ``OUT/checkpoint.pt`` (usable by every other command), pictures
+4. Writes ``OUT/metrics.json``, ``OUT/checkpoint.pt`` and ``OUT/checkpoint.safetensors`` (usable by every
+   other command), pictures
    (``OUT/depth_*.png``: input | predicted disparity | ground-truth depth) and a top-view trajectory
    plot (``OUT/trajectory.png``), and prints a summary table.
 """
@@ -27,7 +28,7 @@ from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_nam
 from featdepth.evaluation.loop import evaluate_sequences, load_folder_sequence
 from featdepth.evaluation.plots import colorize_disparity, plot_trajectories_topview
 from featdepth.evaluation.pose_metrics import align_trajectory
-from featdepth.inference.loading import load
+from featdepth.inference.loading import export_weights, load
 from featdepth.inference.model import Model
 from featdepth.models.stage import StageNetworks
 from featdepth.training.trainer import run_training
@@ -86,6 +87,7 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
     _log("evaluating the trained model")
     final_eval = _evaluate(final, cfg, val_names)
     shutil.copyfile(ckpt_path, out / "checkpoint.pt")
+    export_weights(ckpt_path, out / "checkpoint.safetensors")  # the same weights, safe to share (README)
 
     # pictures
     seq = load_folder_sequence(cfg.data.path, val_names[0], cfg.data.height, cfg.data.width)

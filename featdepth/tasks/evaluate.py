@@ -39,25 +39,28 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from featdepth.config import config_to_dict
-from featdepth.data import FolderDataset, KittiOdometryDataset, KittiRawDataset
+from featdepth.data import KittiOdometryDataset
+from featdepth.data.factory import build_eval_dataset
 from featdepth.data.io import DataError
-from featdepth.data.splits import read_split_file
 from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, load_gt_depths, load_predictions
-from featdepth.evaluation.loop import evaluate_depth_batches, predict_relative_poses
+from featdepth.evaluation.loop import CAMERA_HEIGHT_SCALING, CameraHeightInfo, evaluate_depth_batches, predict_relative_poses
 from featdepth.evaluation.plots import plot_trajectories_topview
 from featdepth.evaluation.pose_metrics import align_trajectory, kitti_odometry_errors, snippets_from_relative_poses
 from featdepth.evaluation.trajectory import (
     chain_relative_poses,
+    is_stationary,
     read_kitti_trajectory,
+    read_trajectory,
     relative_poses_from_absolute,
     write_kitti_trajectory,
     write_tum_trajectory,
 )
+from featdepth.geometry import SequenceScale, sequence_scale
 from featdepth.inference.loading import load
-from featdepth.inference.model import Model, depth_kind_from_config
+from featdepth.inference.model import Model, check_camera_height, depth_kind_from_config
 from featdepth.training import refinement as refinement_mod
 from featdepth.training.system import load_system
-from featdepth.utils.constants import KITTI_BASELINE
+from featdepth.utils.constants import KITTI_BASELINE, KITTI_CAMERA_HEIGHT
 from featdepth.utils.files import PathLike, atomic_save, json_safe
 
 __all__ = [
@@ -66,7 +69,10 @@ __all__ = [
     "parse_scaling",
     "build_eval_dataset",
     "dataset_depth_batches",
+    "dataset_camera_heights",
+    "camera_height_sequence_scale",
     "DepthEvaluation",
+    "RefineOptions",
     "evaluate_depth_checkpoint",
     "evaluate_depth_files",
     "predict_sequence_poses",
@@ -115,6 +121,8 @@ def parse_scaling(text: Union[str, float, None], cfg: Any = None) -> Union[str, 
         t = str(text).strip().lower()
         if t == "median":
             return "median"
+        if t == CAMERA_HEIGHT_SCALING:
+            return CAMERA_HEIGHT_SCALING
         if t == "none":
             return None
         if t == "stereo":
@@ -125,7 +133,7 @@ def parse_scaling(text: Union[str, float, None], cfg: Any = None) -> Union[str, 
         try:
             value = float(t)
         except ValueError:
-            raise ValueError(f"scaling must be median, stereo, none or a positive number, got {text!r}") from None
+            raise ValueError(f"scaling must be median, stereo, camera-height, none or a positive number, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"a fixed scaling factor must be a positive number, got {text!r}")
     return value
@@ -134,40 +142,6 @@ def parse_scaling(text: Union[str, float, None], cfg: Any = None) -> Union[str, 
 # --------------------------------------------------------------------------------------------------
 # Datasets and prediction
 # --------------------------------------------------------------------------------------------------
-
-
-def build_eval_dataset(
-    cfg: Any,
-    dataset: str,
-    data_path: PathLike,
-    *,
-    split_file: Optional[PathLike] = None,
-    sequences: Optional[Sequence[str]] = None,
-    frame_ids: Sequence[Any] = (0,),
-    load_depth: bool = False,
-    is_train: bool = False,
-):
-    """A test dataset at the model's training size with the model's data settings.
-
-    Args:
-        cfg: the model's config (size, K convention, stereo baseline, image extension).
-        dataset: ``"kitti_raw"`` (needs ``split_file``) or ``"folder"`` (``sequences`` optional).
-        frame_ids: ``(0,)`` for prediction; the model's ``frame_ids`` for online refinement.
-    """
-
-    h, w = cfg.data.height, cfg.data.width
-    if dataset == "kitti_raw":
-        if split_file is None:
-            raise ValueError("--dataset kitti_raw needs --split-file (e.g. <splits>/eigen/test_files.txt)")
-        entries = read_split_file(split_file)
-        kwargs: dict[str, Any] = {"use_calibration_K": cfg.data.use_calibration_K, "stereo_baseline": cfg.data.stereo_baseline}
-        if cfg.data.img_ext:
-            kwargs["img_ext"] = cfg.data.img_ext
-        return KittiRawDataset(data_path, entries, list(frame_ids), h, w, is_train=is_train, load_depth=load_depth, **kwargs)
-    if dataset == "folder":
-        return FolderDataset(data_path, list(frame_ids), h, w, is_train=is_train, sequences=list(sequences) if sequences else None,
-                             load_depth=load_depth, stereo_baseline=cfg.data.stereo_baseline)
-    raise ValueError(f"dataset must be 'kitti_raw' or 'folder', got {dataset!r}")
 
 
 def _list_collate(samples: list) -> list:
@@ -179,10 +153,12 @@ def _batches(dataset, batch_size: int, num_workers: int):
 
 
 def dataset_depth_batches(dataset: Any, gts: Optional[Sequence[np.ndarray]], *, batch_size: int = 4,
-                         num_workers: int = 0):
+                         num_workers: int = 0, camera_heights: Optional[tuple[Sequence[float], Sequence[str]]] = None):
     """``(images (B,3,H,W), B ground-truth maps)`` of every sample's frame 0, for
     :func:`~featdepth.evaluation.loop.evaluate_depth_batches`: the maps come from ``gts`` (in dataset order)
-    or else from each sample's ``depth_gt``."""
+    or else from each sample's ``depth_gt``. With ``camera_heights`` (``(heights, sequence names)`` in dataset
+    order, :func:`dataset_camera_heights`) each batch has a third item, a
+    :class:`~featdepth.evaluation.loop.CameraHeightInfo` with the samples' ``K``."""
     done = 0
     for chunk in _batches(dataset, batch_size, num_workers):
         images = torch.stack([s["color"][0] for s in chunk])
@@ -190,13 +166,80 @@ def dataset_depth_batches(dataset: Any, gts: Optional[Sequence[np.ndarray]], *, 
             batch_gts = list(gts[done : done + len(chunk)])
         else:
             batch_gts = [s["depth_gt"][0].numpy() for s in chunk]
+        if camera_heights is not None:
+            info = CameraHeightInfo(torch.stack([s["K"][:3, :3] for s in chunk]),
+                                    camera_heights[0][done : done + len(chunk)], camera_heights[1][done : done + len(chunk)])
+            done += len(chunk)
+            yield images, batch_gts, info
+            continue
         done += len(chunk)
         yield images, batch_gts
+
+
+def dataset_camera_heights(dataset: Any, camera_height: Optional[float] = None) -> tuple[list[float], list[str]]:
+    """Camera height (metres) and sequence name of every sample of an evaluation dataset, in order.
+
+    ``camera_height`` (when given) applies to every sample. Otherwise: KITTI raw uses
+    :data:`~featdepth.utils.constants.KITTI_CAMERA_HEIGHT` (1.65 m) and its drives as sequences; a folder dataset
+    reads each sequence's ``camera_height.txt`` (the synthetic generator writes it).
+
+    Raises:
+        ValueError: a ``camera_height`` that is not a positive number, or a folder sequence without
+            ``camera_height.txt`` and no ``camera_height`` (the message names the file to write).
+    """
+    if camera_height is not None:
+        camera_height = check_camera_height(camera_height, "the camera height (--camera-height)")
+    heights: list[float] = []
+    names: list[str] = []
+    for item in dataset.items:
+        if hasattr(dataset, "camera_height"):  # folder format
+            name = dataset.sequence_name(item)
+            h = camera_height if camera_height is not None else dataset.camera_height(item)
+            if h is None:
+                path = dataset.sequences[item[0]].path / "camera_height.txt"
+                raise ValueError(f"sequence {name!r} has no recorded camera height: pass --camera-height METRES "
+                                 f"(camera_height=) or write the height in metres into {path}")
+        else:  # KITTI raw: (drive folder, frame, side)
+            name = str(item[0])
+            h = camera_height if camera_height is not None else KITTI_CAMERA_HEIGHT
+        heights.append(float(h))
+        names.append(name)
+    return heights, names
 
 
 # --------------------------------------------------------------------------------------------------
 # Depth
 # --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Online refinement (test-time training, docs/method.md §3.6) for :func:`evaluate_depth_checkpoint`.
+
+    Attributes:
+        protocol: ``None``/``"none"``, ``"per-sample"`` (``steps`` iterations on each test image, weights
+            restored after each) or ``"whole-split"`` (``epochs`` over the test split, in place).
+        steps, epochs, lr (default: the checkpoint's ``optim.lr``), batch_size (whole-split; default: the
+            checkpoint's), max_steps (whole-split: stop early), save_refined (whole-split: write the refined
+            model as a checkpoint here).
+    """
+
+    protocol: Optional[str] = None
+    steps: int = 20
+    epochs: int = 20
+    lr: Optional[float] = None
+    batch_size: Optional[int] = None
+    max_steps: Optional[int] = None
+    save_refined: Optional[PathLike] = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in (None, "none", *refinement_mod.REFINE_PROTOCOLS):
+            raise ValueError(f"refine must be one of none, {', '.join(refinement_mod.REFINE_PROTOCOLS)}, "
+                             f"got {self.protocol!r}")
+        if self.protocol == "none":
+            object.__setattr__(self, "protocol", None)
+        if self.save_refined is not None and self.protocol != "whole-split":
+            raise ValueError("save_refined applies to the whole-split refinement")
 
 
 @dataclass
@@ -239,7 +282,31 @@ class DepthEvaluation:
             "",
             f"median ratio (median gt / median pred): {r.ratio_median:.3f}, spread std(ratio / median) {r.ratio_std:.3f}",
         ]
-        return "\n".join(lines)
+        return "\n".join(lines + _camera_height_lines(r))
+
+
+def _camera_height_lines(r: DepthEvalResult) -> list[str]:
+    """Summary lines of a ``"camera-height"`` evaluation (empty otherwise)."""
+    rep = r.scale_recovery
+    if not rep:
+        return []
+    med = rep["median_scaling"]["metrics"]
+    q = rep["scale_over_median_ratio"]
+    heights = sorted({v["camera_height"] for v in rep["per_sequence"].values()})
+    lines = [
+        "",
+        f"camera-height scaling ({', '.join(f'{h:g}' for h in heights)} m, no ground truth in the scale): "
+        f"{rep['num_accepted']} of {rep['num_images']} images with a ground plane, {rep['num_rejected']} rejected "
+        "(their sequence's median scale used)",
+        f"recovered scale / median-scaling ratio: mean {q['mean']:.3f}, sd {q['std']:.3f} over {q['num']} images",
+        f"same predictions with median scaling: abs_rel {med['abs_rel']:.3f}, rmse {med['rmse']:.3f}, a1 {med['a1']:.3f} "
+        f"(camera-height abs_rel is {r.metrics['abs_rel'] / med['abs_rel']:.2f}x that)",
+    ]
+    for name, v in list(rep["per_sequence"].items())[:10]:
+        lines.append(f"  {name}: scale {v['scale']:.4g} ({v['num_accepted']} accepted, {v['num_rejected']} rejected)")
+    for rej in rep["rejected"][:3]:
+        lines.append(f"  rejected image {rej['index']} ({rej['sequence']}): {rej['reason']}")
+    return lines
 
 
 def evaluate_depth_files(
@@ -267,6 +334,9 @@ def evaluate_depth_files(
     if pred_kind not in ("disparity", "depth"):
         raise ValueError(f"pred_kind must be 'disparity' or 'depth', got {pred_kind!r}")
     scaling = parse_scaling(scaling) if isinstance(scaling, str) else scaling
+    if scaling == CAMERA_HEIGHT_SCALING:
+        raise ValueError("--scaling camera-height needs the model and the dataset's intrinsics: use --checkpoint "
+                         "with --data-path, not precomputed predictions")
     preds = load_predictions(pred_path)
     gts = load_gt_depths(gt_path)
     if len(preds) != len(gts):
@@ -293,18 +363,13 @@ def evaluate_depth_checkpoint(
     post_process: bool = False,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
-    refine: Optional[str] = None,
-    refine_steps: int = 20,
-    refine_epochs: int = 20,
-    refine_lr: Optional[float] = None,
-    refine_batch_size: Optional[int] = None,
-    refine_max_steps: Optional[int] = None,
-    save_refined: Optional[PathLike] = None,
+    refine: Union[None, str, "RefineOptions"] = None,
     device: torch.device | str = "cpu",
     batch_size: int = 4,
     num_workers: int = 0,
     progress: bool = False,
     model: Optional[Model] = None,
+    camera_height: Optional[float] = None,
 ) -> DepthEvaluation:
     """Predict a split with a checkpoint and evaluate it (see the module docstring).
 
@@ -314,11 +379,15 @@ def evaluate_depth_checkpoint(
         split_file: KITTI split file (``<date>/<drive> <frame> <l|r>`` lines), e.g. Eigen ``test_files.txt``.
         gt_path: ``gt_depths.npz`` aligned with the split; default: the dataset's GT depth (KITTI
             ``proj_depth/velodyne/image_0X/*.npz``, folder ``depth/*.npy``).
-        scaling: ``"median"``, ``"stereo"`` (the checkpoint's metric factor), ``"none"`` or a number.
-        refine: ``None``, ``"per-sample"`` or ``"whole-split"`` (online refinement, docs/method.md §3.6); needs the
+        scaling: ``"median"``, ``"stereo"`` (the checkpoint's metric factor), ``"none"``, a number, or
+            ``"camera-height"``: no ground truth in the scale: each image's scale is recovered from its predicted
+            depth, the dataset's intrinsics and the camera height (rejected images: their sequence's median
+            scale); the result's ``scale_recovery`` reports it against the median-scaling ratio.
+        camera_height: metres, for ``"camera-height"``; default: 1.65 for KITTI raw, each sequence's
+            ``camera_height.txt`` for a folder dataset (required when a sequence has none).
+        refine: ``None``, a protocol name (``"per-sample"`` or ``"whole-split"``, default settings) or
+            :class:`RefineOptions` (online refinement, docs/method.md §3.6); needs the
             neighbour frames of the model's ``frame_ids``.
-        refine_steps / refine_epochs / refine_lr / refine_batch_size / refine_max_steps: its settings.
-        save_refined: write the whole-split-refined model as a checkpoint here.
         model: an already loaded model (skips loading ``checkpoint``); it is not modified except by
             whole-split refinement.
 
@@ -326,9 +395,9 @@ def evaluate_depth_checkpoint(
         :class:`DepthEvaluation`.
     """
 
-    if refine not in (None, "none", *refinement_mod.REFINE_PROTOCOLS):
-        raise ValueError(f"refine must be one of none, {', '.join(refinement_mod.REFINE_PROTOCOLS)}, got {refine!r}")
-    refine = None if refine == "none" else refine
+    opts = refine if isinstance(refine, RefineOptions) else RefineOptions(protocol=refine)
+    refine = opts.protocol
+    save_refined = opts.save_refined
     system = None
     if refine is not None:  # refinement trains: it needs the whole training system, not just the networks
         system = load_system(checkpoint, device)
@@ -352,6 +421,13 @@ def evaluate_depth_checkpoint(
         first = eval_ds.skipped[0]
         raise DataError(f"{split_file or data_path}: {eval_ds.num_skipped} entries have no image (first: {first}); "
                         "fix the data path or the split")
+    heights = None
+    if scaling_value == CAMERA_HEIGHT_SCALING:
+        if refine == "per-sample":
+            raise ValueError("--scaling camera-height is not available with --refine per-sample")
+        heights = dataset_camera_heights(eval_ds, camera_height)
+    elif camera_height is not None:
+        raise ValueError("--camera-height applies to --scaling camera-height")
 
     gts: Optional[list[np.ndarray]] = None
     if gt_path is not None:  # check the GT before spending time on predictions
@@ -365,8 +441,8 @@ def evaluate_depth_checkpoint(
         train_ds = build_eval_dataset(cfg, dataset, data_path, split_file=split_file, sequences=sequences,
                                       frame_ids=cfg.data.frame_ids, is_train=True)
         refine_result = refinement_mod.refine_whole_split(
-            system, train_ds, epochs=refine_epochs, lr=refine_lr, batch_size=refine_batch_size, device=device,
-            num_workers=num_workers, seed=cfg.train.seed, max_steps=refine_max_steps, progress=progress)
+            system, train_ds, epochs=opts.epochs, lr=opts.lr, batch_size=opts.batch_size, device=device,
+            num_workers=num_workers, seed=cfg.train.seed, max_steps=opts.max_steps, progress=progress)
         if save_refined is not None:
             Path(save_refined).parent.mkdir(parents=True, exist_ok=True)
             atomic_save({"model": system.state_dict(), "config": config_to_dict(cfg), "stage": model.stage,
@@ -376,13 +452,11 @@ def evaluate_depth_checkpoint(
         ref_ds = build_eval_dataset(cfg, dataset, data_path, split_file=split_file, sequences=sequences,
                                     frame_ids=cfg.data.frame_ids)
         refine_result = refinement_mod.refine_per_sample(
-            system, ref_ds, eval_dataset=eval_ds, steps=refine_steps, lr=refine_lr, post_process=post_process,
+            system, ref_ds, eval_dataset=eval_ds, steps=opts.steps, lr=opts.lr, post_process=post_process,
             device=device, seed=cfg.train.seed, progress=progress)
         disps = refine_result.disparities
         if gts is None:
             gts = [eval_ds[i]["depth_gt"][0].numpy() for i in range(len(eval_ds))]
-    else:
-        gts = None
     n = len(eval_ds)
 
     def report(done: int) -> None:
@@ -393,7 +467,8 @@ def evaluate_depth_checkpoint(
             result = evaluate_depth(gts, disps, protocol=protocol, scaling=scaling_value, min_depth=min_depth,
                                     max_depth=max_depth, preds_are_disparity=True)
         else:
-            batches = dataset_depth_batches(eval_ds, gts, batch_size=batch_size, num_workers=num_workers)
+            batches = dataset_depth_batches(eval_ds, gts, batch_size=batch_size, num_workers=num_workers,
+                                            camera_heights=heights)
             result, disps = evaluate_depth_batches(model, batches, protocol=protocol, scaling=scaling_value,
                                                    min_depth=min_depth, max_depth=max_depth, post_process=post_process,
                                                    batch_size=batch_size, on_batch=report if progress else None)
@@ -404,6 +479,8 @@ def evaluate_depth_checkpoint(
     source.update({"dataset": dataset, "data_path": str(data_path), "split_file": str(split_file) if split_file else None,
                    "sequences": list(sequences) if sequences else None,
                    "gt": str(gt_path) if gt_path else "dataset GT depth (load_depth)"})
+    if heights is not None:
+        source["camera_height"] = dict(zip(heights[1], heights[0]))
     if save_refined is not None and refine == "whole-split":
         source["refined_checkpoint"] = str(save_refined)
     return DepthEvaluation(result, source, post_process=post_process, refinement=refine_result, disparities=disps)
@@ -463,6 +540,39 @@ def predict_sequence_poses(
     return np.concatenate(rel), frames
 
 
+def camera_height_sequence_scale(
+    model: Model,
+    data_path: PathLike,
+    sequence: Union[str, int],
+    camera_height: float,
+    *,
+    cameras: str = "color",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    max_frames: Optional[int] = None,
+) -> SequenceScale:
+    """The metric scale of a KITTI odometry sequence from the camera height: the median over its frames.
+
+    Every frame's depth (depth network at the training size, the sequence's calibrated ``K``) gets its ground
+    plane fitted (:meth:`~featdepth.inference.model.Model.scale_from_camera_height`); the scale multiplies the
+    network's depth and PoseNet's translations.
+
+    Raises:
+        ValueError: no frame has a usable ground plane (the message gives the reasons).
+    """
+    cfg = model.config
+    ds = KittiOdometryDataset(data_path, [sequence], [0], cfg.data.height, cfg.data.width, cameras=cameras)
+    n = len(ds) if max_frames is None else min(len(ds), int(max_frames))
+    results = []
+    for chunk in _batches(Subset(ds, range(n)), batch_size, num_workers):
+        images = torch.stack([s["color"][0] for s in chunk])
+        results.extend(model.scale_from_camera_height(images, camera_height, K=chunk[0]["K"][:3, :3].double().numpy()))
+    try:
+        return sequence_scale(results)
+    except ValueError as exc:
+        raise ValueError(f"sequence {sequence}: {exc}") from exc
+
+
 def evaluate_trajectory(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -480,7 +590,11 @@ def evaluate_trajectory(
         rel_pred: the predicted relative poses, if known (otherwise derived from ``pred``).
 
     Returns:
-        ``{"num_frames", "ate5": {"mean", "std", "num_snippets"}, "kitti": {...}}`` (JSON-safe; NaN -> None).
+        ``{"num_frames", "ate5": {"mean", "std", "num_snippets"}, "zero_motion": {"ate5"}, "kitti": {...}}``
+        (JSON-safe; NaN -> None). ``zero_motion`` is the ATE-5 of a camera that never moves: the baseline
+        a prediction has to beat. Degenerate trajectories do not raise: a prediction that never moves has
+        no alignment scale, so ``kitti`` holds the unaligned errors with ``scale_undefined: true`` and a note;
+        a ground truth that never moves has no KITTI segment (``num_segments: 0`` and a note).
     """
 
     if protocol not in ("ate5", "kitti", "both"):
@@ -498,13 +612,28 @@ def evaluate_trajectory(
         ates = snippets_from_relative_poses(rel_gt, rp)
         out["ate5"] = {"mean": float(np.mean(ates)), "std": float(np.std(ates)), "num_snippets": int(ates.size),
                        "unit": "m", "definition": "5-frame snippets, first positions aligned, least-squares scale"}
+        still = snippets_from_relative_poses(rel_gt, np.tile(np.eye(4), (len(rel_gt), 1, 1)))
+        out["zero_motion"] = {"ate5": float(np.mean(still)),
+                              "note": "ATE-5 of a camera that never moves (the baseline to beat)"}
+    if is_stationary(pred):
+        out["stationary_prediction"] = True
     if protocol in ("kitti", "both"):
-        k = kitti_odometry_errors(gt, pred, align=align)
-        k.pop("segments", None)
-        k["per_length"] = {str(int(length)): v for length, v in k["per_length"].items()}
+        if is_stationary(gt):
+            k = {"num_segments": 0, "t_err_percent": None, "r_err_deg_per_100m": None, "scale": None, "per_length": {},
+                 "note": "the ground-truth camera never moves: KITTI segment errors are undefined"}
+        else:
+            undefined = align != "none" and is_stationary(pred)
+            k = kitti_odometry_errors(gt, pred, align="none" if undefined else align)
+            if undefined:
+                k["scale"] = None
+                k["scale_undefined"] = True
+                k["note"] = ("scale undefined: the predicted camera never moves, so no alignment scale exists; "
+                             "errors are those of the unaligned (stationary) prediction")
+            k.pop("segments", None)
+            k["per_length"] = {str(int(length)): v for length, v in k["per_length"].items()}
+            if k["num_segments"] == 0 and "note" not in k:
+                k["note"] = "trajectory shorter than 100 m: no KITTI segment, errors undefined"
         k["align"] = align
-        if k["num_segments"] == 0:
-            k["note"] = "trajectory shorter than 100 m: no KITTI segment, errors undefined"
         out["kitti"] = k
     return json_safe(out)
 
@@ -547,7 +676,9 @@ def write_pose_outputs(
     shown = pred
     if gt is not None:
         files["gt_tum"] = str(write_tum_trajectory(out / f"{name}_gt_tum.txt", gt, timestamps))
-        if align != "none":
+        if align != "none" and (is_stationary(pred) or is_stationary(gt)):
+            label = "Prediction (not aligned: scale undefined, a camera never moves)"
+        elif align != "none":
             shown, _, _, s = align_trajectory(gt, pred, align)
             label = f"Prediction ({'scale' if align == 'scale' else 'Sim(3)'}-aligned, s={s:.3g})"
     files["topview"] = str(plot_trajectories_topview(out / f"{name}_topview.png", gt, shown, [label],
@@ -581,11 +712,27 @@ class PoseEvaluation:
             lines.append(f"ATE-5: {ate['mean']:.4f} +- {ate['std']:.4f} m over {ate['num_snippets']} snippets")
         k = self.metrics.get("kitti")
         if k:
-            if k.get("num_segments"):
+            if k.get("num_segments") and k.get("scale_undefined"):
+                lines.append(f"KITTI (scale undefined: the prediction never moves; unaligned): t_err "
+                             f"{k['t_err_percent']:.2f} %, r_err {k['r_err_deg_per_100m']:.2f} deg/100 m over "
+                             f"{k['num_segments']} segments")
+            elif k.get("num_segments"):
                 lines.append(f"KITTI ({k['align']} alignment, scale {k['scale']:.4g}): t_err {k['t_err_percent']:.2f} %, "
                              f"r_err {k['r_err_deg_per_100m']:.2f} deg/100 m over {k['num_segments']} segments")
             else:
                 lines.append("KITTI: " + k.get("note", "no segment"))
+        ch = self.metrics.get("camera_height")
+        if ch:
+            lines.append(f"metric scale from the camera height {ch['camera_height']:g} m: {ch['scale']:.4g} (median of "
+                         f"{ch['num_accepted']} frames, {ch['num_rejected']} rejected, spread {ch['relative_spread']:.1%})")
+        zm = self.metrics.get("zero_motion")
+        if zm and zm.get("ate5") is not None:
+            lines.append(f"zero-motion ATE-5 (a camera that never moves): {zm['ate5']:.4f} m")
+        if self.metrics.get("stationary_prediction"):
+            lines.append("the predicted camera never moves (stationary prediction)")
+        trim = self.metrics.get("trim")
+        if trim:
+            lines.append(trim["note"])
         if self.metrics.get("note"):
             lines.append(self.metrics["note"])
         for kind, path in self.files.items():
@@ -602,15 +749,40 @@ def evaluate_pose_files(
     out_dir: Optional[PathLike] = None,
     json_path: Optional[PathLike] = None,
     name: Optional[str] = None,
+    trim: bool = False,
 ) -> PoseEvaluation:
-    """Evaluate two KITTI 12-column trajectory files (same frames, same order)."""
+    """Evaluate two trajectory files of the same frames in the same order.
 
-    pred = read_kitti_trajectory(pred_path)
-    gt = read_kitti_trajectory(gt_path)
+    Each file may be KITTI (12 numbers per line) or TUM (``timestamp tx ty tz qx qy qz qw``), detected
+    per file (:func:`~featdepth.evaluation.trajectory.read_trajectory`); both files of ``featdepth
+    predict trajectory`` work. Poses are matched by line order (TUM timestamps are not associated).
+
+    Args:
+        trim: when the files hold different numbers of poses, evaluate the first ``min(N_pred, N_gt)``
+            of each (reported in ``metrics["trim"]``) instead of refusing.
+
+    Raises:
+        ValueError: different lengths without ``trim`` (the message gives both counts and names ``--trim``),
+            a malformed file (names the file and the line).
+    """
+
+    pred, _, pred_fmt = read_trajectory(pred_path)
+    gt, _, gt_fmt = read_trajectory(gt_path)
+    trimmed = None
     if len(pred) != len(gt):
-        raise ValueError(f"{pred_path} holds {len(pred)} poses but {gt_path} holds {len(gt)}")
+        if not trim:
+            raise ValueError(
+                f"{pred_path} holds {len(pred)} poses but {gt_path} holds {len(gt)}: they must describe the same "
+                f"frames; pass --trim (trim=True) to evaluate the first {min(len(pred), len(gt))} of each"
+            )
+        n = min(len(pred), len(gt))
+        trimmed = {"pred_poses": len(pred), "gt_poses": len(gt), "used": n,
+                   "note": f"trimmed to the first {n} poses (prediction {len(pred)}, ground truth {len(gt)})"}
+        pred, gt = pred[:n], gt[:n]
     metrics = evaluate_trajectory(gt, pred, protocol=protocol, align=align)
-    metrics["source"] = {"pred": str(pred_path), "gt": str(gt_path)}
+    if trimmed is not None:
+        metrics["trim"] = trimmed
+    metrics["source"] = {"pred": str(pred_path), "gt": str(gt_path), "pred_format": pred_fmt, "gt_format": gt_fmt}
     files: dict[str, str] = {}
     if out_dir is not None:
         files = write_pose_outputs(out_dir, name or Path(pred_path).stem, pred, gt, metrics=metrics, align=align,
@@ -630,7 +802,7 @@ def evaluate_pose_checkpoint(
     cameras: str = "color",
     gt_path: Optional[PathLike] = None,
     protocol: str = "both",
-    align: str = "scale",
+    align: Optional[str] = None,
     out_dir: PathLike = "pose-eval",
     json_path: Optional[PathLike] = None,
     device: torch.device | str = "cpu",
@@ -639,18 +811,40 @@ def evaluate_pose_checkpoint(
     max_frames: Optional[int] = None,
     progress: bool = False,
     model: Optional[Model] = None,
+    scaling: Optional[str] = None,
+    camera_height: Optional[float] = None,
 ) -> PoseEvaluation:
     """Predict a KITTI odometry sequence's trajectory with a checkpoint and evaluate it.
 
     GT: ``gt_path`` or ``<data_path>/poses/<NN>.txt`` (camera 0, used as is, like the standard
     evaluation); the first ``N`` poses are used when the file is longer than the frames predicted.
     Without GT (sequences 11-21) only the trajectory files and the plot are written.
+
+    ``scaling="camera-height"``: metric trajectories. The depth network's depth of every frame gives a scale
+    from the camera height (``camera_height``, default 1.65 m; :func:`camera_height_sequence_scale`), the
+    sequence's median multiplies PoseNet's translations, and ``align`` defaults to ``"none"`` (the KITTI errors
+    are then those of the metric trajectory, without any scale alignment to the ground truth).
     """
 
+    if scaling not in (None, "none", CAMERA_HEIGHT_SCALING):
+        raise ValueError(f"pose scaling must be none or camera-height, got {scaling!r}")
+    if camera_height is not None and scaling != CAMERA_HEIGHT_SCALING:
+        raise ValueError("--camera-height applies to --scaling camera-height")
+    by_height = scaling == CAMERA_HEIGHT_SCALING
+    height = check_camera_height(KITTI_CAMERA_HEIGHT if camera_height is None else camera_height,
+                                 "the camera height (--camera-height)") if by_height else None
+    if align is None:
+        align = "none" if by_height else "scale"
     model = model if model is not None else load_for_evaluation(checkpoint, device)
     name = f"{int(sequence):02d}" if str(sequence).isdigit() else str(sequence)
     rel, frames = predict_sequence_poses(model, data_path, name, cameras=cameras, batch_size=batch_size,
                                          device=device, num_workers=num_workers, max_frames=max_frames, progress=progress)
+    seq_scale = None
+    if by_height:
+        seq_scale = camera_height_sequence_scale(model, data_path, name, height, cameras=cameras, batch_size=batch_size,
+                                                 num_workers=num_workers, max_frames=max_frames)
+        rel = rel.copy()
+        rel[:, :3, 3] *= seq_scale.scale
     pred = chain_relative_poses(rel)
     gt_file = Path(gt_path) if gt_path is not None else Path(data_path) / "poses" / f"{name}.txt"
     gt = None
@@ -669,6 +863,13 @@ def evaluate_pose_checkpoint(
         metrics["note"] = f"no ground truth at {gt_file}: trajectory written, nothing evaluated"
     metrics["source"] = {**model.describe(), "checkpoint": str(checkpoint), "data_path": str(data_path), "sequence": name, "cameras": cameras,
                          "gt": str(gt_file) if gt is not None else None, "frames": len(frames)}
+    if seq_scale is not None:
+        metrics["camera_height"] = {
+            "camera_height": height, "scale": seq_scale.scale, "num_accepted": seq_scale.num_accepted,
+            "num_rejected": seq_scale.num_rejected, "relative_spread": seq_scale.relative_spread,
+            "scales": list(seq_scale.scales), "rejected": [{"index": i, "reason": r} for i, r in seq_scale.rejected],
+            "note": "PoseNet translations multiplied by the median per-frame scale recovered from the depth network "
+                    "and the camera height; KITTI errors with align=" + align}
     times = _read_times(Path(data_path) / "sequences" / name / "times.txt", len(pred))
     files = write_pose_outputs(out_dir, name, pred, gt, metrics=metrics, align=align, timestamps=times, json_path=json_path)
     return PoseEvaluation(metrics, files, pred, gt)

@@ -10,16 +10,32 @@ Two steps, so that nothing is half-written:
    **atomically** (to a temporary name in the output folder, then renamed), so an interrupted run leaves
    only complete files.
 
-Outputs of :func:`run_predict` (per input frame ``<name>``; select with :class:`PredictOptions`):
+Outputs of :func:`run_predict` (per input frame ``<name>``; select with :class:`PredictOptions`). Names keep
+their source: for images, ``<name>`` is the input's path relative to the inputs' common folder, without the
+extension (``a/000001.png`` and ``b/000001.png`` -> ``a/000001_disp.png``, ``b/000001_disp.png``, in
+sub-folders of the output); for a video, ``<video>_<frame>`` where ``<frame>`` is the frame's number in
+the video (with ``every=2``: 000000, 000002, ...).
 
-- ``<name>_disp.png``: colour-mapped disparity (magma, ``vmax`` = 95th percentile) [default];
+- ``<name>_disp.png``: colour-mapped disparity (``cmap``, default magma) [default]. Colour range: per
+  frame (``vmin`` = the frame's minimum, ``vmax`` = its ``vmax_percentile``, 95th) for single images; for a
+  video or a side-by-side video one FIXED range for all frames, so the colours do not flicker: ``vmin`` =
+  the minimum and ``vmax`` = the ``vmax_percentile`` of the disparities of up to 16 frames sampled evenly
+  over the input (``color_range="frame"|"fixed"`` overrides). ``colorbar`` appends a bar labelled in depth;
 - ``<name>_depth.npy``: float32 depth ``(H, W)`` at the input resolution;
 - ``<name>_depth.png``: 16-bit PNG, ``round(depth × 256)`` clipped to ``[0, 65535]`` (KITTI convention:
   divide by 256 for the depth; 0 would mean invalid, which never occurs here);
 - ``<name>.ply``: coloured point cloud, one vertex per pixel (``H × W`` points, or those closer than
   ``ply_max_depth``), see :mod:`featdepth.inference.pointcloud`;
-- ``<video>_side_by_side.mp4``: for video input, input | colour-mapped disparity;
+- ``<video>_side_by_side.mp4``: input | colour-mapped disparity, for a video or for frames of one size
+  (``<folder>_side_by_side.mp4``, at ``fps`` or 10 frames per second);
+- ``index.csv``: one row per frame: ``input`` (file), ``frame`` (source frame number), ``time_s``,
+  ``outputs`` (``;``-separated, relative to the output folder), ``depth_factor`` (the factor applied to the
+  network's depth) and ``depth_kind``;
 - ``summary.json``: the depth kind (relative / metric / scaled by ``--scale``), counts, timings.
+
+An input whose aspect ratio is more than 15 % away from the training size's is distorted by the resize;
+a warning says so, and ``keep_aspect`` pads it (edge pixels repeated) to the training aspect instead; the
+outputs are still at the input's size.
 
 :func:`run_trajectory` writes ``trajectory_kitti.txt`` (12 columns of ``T_world_cam``),
 ``trajectory_tum.txt`` (``t tx ty tz qx qy qz qw``), ``trajectory_topview.png`` and ``summary.json``.
@@ -27,12 +43,14 @@ Outputs of :func:`run_predict` (per input frame ``<name>``; select with :class:`
 
 from __future__ import annotations
 
+import csv
 import glob as globlib
 import io
 import json
-import math
 import os
+import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -41,9 +59,11 @@ from typing import Any
 
 import numpy as np
 
-from featdepth.data.io import DataError, load_image, read_intrinsics_file
+from featdepth.data.io import DataError, as_pixel_intrinsics, load_image
 from featdepth.evaluation.plots import colorize_disparity, plot_trajectories_topview
 from featdepth.evaluation.trajectory import chain_relative_poses, write_kitti_trajectory, write_tum_trajectory
+from featdepth.geometry import sequence_scale
+from featdepth.inference.model import ASPECT_TOLERANCE, AspectRatioWarning, check_camera_height
 from featdepth.inference.pointcloud import depth_to_points, ply_bytes
 from featdepth.utils.constants import KITTI_NORMALIZED_K
 from featdepth.utils.files import atomic_write_bytes, atomic_write_via
@@ -81,7 +101,7 @@ def import_av():
         import av  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise PredictError(
-            "video input/output needs PyAV: pip install av  (or pip install 'featdepth[video]')"
+            'video input/output needs PyAV, which is not installed: pip install "featdepth[video]" (or pip install av)'
         ) from exc
     return av
 
@@ -120,11 +140,15 @@ class InputSource:
     Attributes:
         kind: ``"images"`` or ``"video"``.
         paths: the image files (images) or ``[video]``.
-        names: output stem per frame (unique).
+        names: output name per frame (unique; relative path without extension for images,
+            ``<video>_<source frame>`` for a video; may contain ``/``).
         sizes: ``(H, W)`` per frame.
         timestamps: seconds per frame (video presentation times; frame index for images).
         fps: the video's frame rate (after ``every``), else None.
         every, max_frames: the frame selection used for videos.
+        source_frames: each frame's number in its source (video frame number; index among the images).
+        title: a name for the whole input (the video's stem, or the images' common folder; a folder
+            called ``images`` is named after its parent, the sequence).
     """
 
     kind: str
@@ -135,9 +159,18 @@ class InputSource:
     fps: float | None = None
     every: int = 1
     max_frames: int | None = None
+    source_frames: list[int] = field(default_factory=list)
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source_frames:
+            self.source_frames = list(range(len(self.names)))
+        if not self.title:
+            self.title = _title_for(self.paths, self.kind)
 
     @property
     def num_frames(self) -> int:
+        """Number of frames (images, or the selected video frames)."""
         return len(self.names)
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -150,12 +183,24 @@ class InputSource:
                 except DataError as exc:
                     raise PredictError(str(exc)) from exc
             return
-        for i, (_, frame) in enumerate(_iter_video(self.paths[0], self.every, self.max_frames)):
+        for i, (_, _, frame) in enumerate(_iter_video(self.paths[0], self.every, self.max_frames)):
             yield i, frame
 
 
-def _iter_video(path: Path, every: int, max_frames: int | None) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield ``(time in seconds, RGB uint8 frame)`` of the selected frames of a video."""
+def _title_for(paths: Sequence[Path], kind: str) -> str:
+    if not paths:
+        return ""
+    if kind == "video" or len(paths) == 1:
+        return paths[0].stem
+    try:
+        folder = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    except ValueError:  # different drives
+        return paths[0].parent.name
+    return folder.parent.name if folder.name == "images" and folder.parent.name else folder.name
+
+
+def _iter_video(path: Path, every: int, max_frames: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield ``(source frame number, time in seconds, RGB uint8 frame)`` of the selected frames of a video."""
     av = import_av()
     try:
         container = av.open(str(path))
@@ -171,7 +216,7 @@ def _iter_video(path: Path, every: int, max_frames: int | None) -> Iterator[tupl
             for frame in container.decode(stream):
                 if index % every == 0:
                     t = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 1)
-                    yield t, frame.to_ndarray(format="rgb24")
+                    yield index, t, frame.to_ndarray(format="rgb24")
                     count += 1
                     if max_frames is not None and count >= max_frames:
                         return
@@ -219,13 +264,24 @@ def _expand(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def _unique_names(paths: Sequence[Path]) -> list[str]:
-    stems = [p.stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    counts: dict[str, int] = {}
+    """Output names that keep the source: each path relative to the inputs' common folder, without the
+    extension (``left/frame``, ``right/frame``); the extension is kept where two inputs differ only by it."""
+    if not paths:
+        return []
+    absolute = [p.resolve() for p in paths]
+    try:
+        root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    except ValueError:  # different drives: fall back to the full paths
+        root = None
+    rel = [p.relative_to(root) if root is not None else Path(*p.parts[1:]) for p in absolute]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    seen: dict[str, int] = {}
     for s in stems:
-        counts[s] = counts.get(s, 0) + 1
-    return [f"{s}_{i:06d}" if counts[s] > 1 else s for i, s in enumerate(stems)]
+        seen[s] = seen.get(s, 0) + 1
+    names = [f"{s}_{r.suffix.lstrip('.').lower()}" if seen[s] > 1 else s for s, r in zip(stems, rel)]
+    if len(set(names)) != len(names):  # the same file given twice
+        names = [f"{n}_{i:06d}" for i, n in enumerate(names)]
+    return names
 
 
 def resolve_inputs(
@@ -239,7 +295,7 @@ def resolve_inputs(
 
     Args:
         inputs: image files, folders of images, glob patterns, or one video file.
-        every: keep every ``every``-th video frame (videos only).
+        every: keep every ``every``-th frame (of a video, or of the sorted images).
         max_frames: keep at most this many frames (images or video).
 
     Raises:
@@ -256,26 +312,36 @@ def resolve_inputs(
         if len(files) != 1:
             raise PredictError(f"a video input must be the only input; got {len(files)} inputs including {videos[0]}")
         path = videos[0]
-        sizes, stamps = [], []
-        for t, frame in _iter_video(path, every, max_frames):
+        sizes, stamps, numbers = [], [], []
+        last = time.monotonic()
+        for number, t, frame in _iter_video(path, every, max_frames):
             sizes.append(frame.shape[:2])
             stamps.append(t)
+            numbers.append(number)
+            if progress and time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                print(f"\rchecking {path.name}: {len(sizes)} frames", end="", file=sys.stderr, flush=True)
+        if progress:
+            print(f"\rchecked {path.name}: {len(sizes)} frames", file=sys.stderr, flush=True)
         if not sizes:
             raise PredictError(f"video file {path} has no decodable frames")
         fps = _video_fps(path)
         return InputSource(
             kind="video",
             paths=[path],
-            names=[f"{path.stem}_{i:06d}" for i in range(len(sizes))],
+            names=[f"{path.stem}_{n:06d}" for n in numbers],
             sizes=[tuple(s) for s in sizes],
             timestamps=stamps,
             fps=(fps / every) if fps else None,
             every=every,
             max_frames=max_frames,
+            source_frames=numbers,
         )
 
+    numbers = list(range(0, len(files), every))  # --every applies to image sequences too
+    files = files[::every]
     if max_frames is not None:
-        files = files[:max_frames]
+        files, numbers = files[:max_frames], numbers[:max_frames]
     sizes = []
     iterator = files
     if progress:
@@ -294,32 +360,25 @@ def resolve_inputs(
         paths=list(files),
         names=_unique_names(files),
         sizes=sizes,
-        timestamps=[float(i) for i in range(len(files))],
+        timestamps=[float(n) for n in numbers],
+        every=every,
+        max_frames=max_frames,
+        source_frames=numbers,
     )
 
 
-def parse_intrinsics(value: str | os.PathLike) -> np.ndarray:
-    """``--intrinsics``: a file (3 lines of 3, or ``fx fy cx cy``) or the text ``"fx fy cx cy"`` -> pixel K (3,3)."""
+def parse_intrinsics(value: Any, camera: str | int | None = None) -> np.ndarray:
+    """``--intrinsics`` -> pixel K ``(3,3)``: a file (3x3; ``fx fy cx cy`` on one line or four; a 3x4
+    projection; KITTI ``calib.txt`` with or without ``P0:`` labels or ``calib_cam_to_cam.txt``, camera
+    ``camera``, default P2), the text ``"fx fy cx cy"``, four numbers or a 3x3 matrix.
 
-    text = str(value)
-    if Path(text).is_file():
-        try:
-            return read_intrinsics_file(text)
-        except DataError as exc:
-            raise PredictError(str(exc)) from exc
-    tokens = text.replace(",", " ").split()
+    Raises:
+        PredictError: a missing or malformed file, or a value of another form (names the file / value).
+    """
     try:
-        numbers = [float(t) for t in tokens]
-    except ValueError:
-        numbers = []
-    if len(numbers) == 4 and all(math.isfinite(v) for v in numbers):
-        fx, fy, cx, cy = numbers
-        if fx <= 0 or fy <= 0:
-            raise PredictError(f"--intrinsics: fx and fy must be > 0, got {text!r}")
-        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    if Path(text).exists() or len(tokens) == 1:
-        raise PredictError(f"intrinsics file not found or not a file: {text}")
-    raise PredictError(f"--intrinsics {text!r} is neither a file nor four numbers 'fx fy cx cy' (pixels)")
+        return as_pixel_intrinsics(value, camera=camera)
+    except DataError as exc:
+        raise PredictError(f"--intrinsics: {exc}") from exc
 
 
 def _check_output_dir(out_dir: Path) -> None:
@@ -406,7 +465,7 @@ class PredictOptions:
         ply: coloured point cloud (needs intrinsics).
         ply_ascii: ASCII PLY instead of binary little-endian.
         ply_max_depth: drop points farther than this (None: keep all ``H × W`` points).
-        side_by_side: input | disparity video (video input only).
+        side_by_side: input | disparity video (a video, or images of one size).
         scale: user factor replacing the model's default depth factor.
         intrinsics: pixel K ``(3,3)`` of the input resolution (``--intrinsics``).
         kitti_intrinsics: use the normalised KITTI K scaled to each input's size.
@@ -414,6 +473,15 @@ class PredictOptions:
         vmax_percentile: colour-map upper percentile (95).
         codec: preferred video encoder (default: libx264, else mpeg4).
         progress: show a tqdm progress bar.
+        cmap: any ``matplotlib.colormaps`` name (default ``"magma"``).
+        colorbar: append a colour bar labelled in depth to the colour PNGs (and the video).
+        color_range: ``"auto"`` (fixed for videos and side-by-side output, per frame otherwise),
+            ``"fixed"`` (one range from up to 16 sampled frames) or ``"frame"`` (per frame).
+        keep_aspect: pad inputs to the training aspect ratio instead of distorting them.
+        fps: frame rate of a side-by-side video made from images (default 10).
+        warn: print warnings (aspect ratio) to stderr; off for ``--quiet``.
+        camera_height: metres above the ground (``--camera-height``): metric depth with the scale recovered
+            from the ground plane (:func:`camera_height_scale`; the median over all frames, needs intrinsics).
     """
 
     color: bool = True
@@ -430,6 +498,13 @@ class PredictOptions:
     vmax_percentile: float = 95.0
     codec: str | None = None
     progress: bool = True
+    cmap: str = "magma"
+    colorbar: bool = False
+    color_range: str = "auto"
+    keep_aspect: bool = False
+    fps: float | None = None
+    warn: bool = True
+    camera_height: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -441,6 +516,67 @@ def _describe_kind(model: Any, scale: float | None) -> tuple[str, float, str]:
     return model.depth_kind, float(model.metric_factor), model.scale_note
 
 
+def camera_height_scale(model: Any, source: InputSource, camera_height: float, opts: PredictOptions
+                        ) -> tuple[dict[str, Any], str, float, str]:
+    """The metric scale of ``source`` from the camera height (``--camera-height``): a first pass over the frames.
+
+    Each frame's network depth gets its ground plane fitted (:meth:`~featdepth.inference.model.Model.scale_from_camera_height`,
+    intrinsics from ``opts``: ``--intrinsics``, ``--kitti-intrinsics`` or the model's); the median over the accepted
+    frames is the one factor of every frame's depth (and of the trajectory's translations), so a video's depth does
+    not flicker with the per-frame noise of the plane fit and frames without ground (a wall, a car close by) still
+    get metres.
+
+    Returns:
+        ``(report, depth kind, factor, note)``: the report (camera height, sequence scale, counts, spread and one
+        ``{"name", "scale", "ok", "reason"}`` per frame) goes into ``summary.json``.
+
+    Raises:
+        PredictError: a bad height, no intrinsics, ``--scale`` given too, or no frame with a ground plane.
+    """
+    try:
+        camera_height = check_camera_height(camera_height, "--camera-height")
+    except ValueError as exc:
+        raise PredictError(str(exc)) from None
+    if opts.scale is not None:
+        raise PredictError("give either --scale or --camera-height (which recovers the scale), not both")
+    if opts.intrinsics is None and not opts.kitti_intrinsics and model.K is None:
+        raise PredictError("--camera-height needs intrinsics (the ground plane is fitted in 3-D): pass --intrinsics "
+                           "FILE|'fx fy cx cy' (pixels, input resolution) or --kitti-intrinsics")
+    results = []
+    for batch in _batched(source.frames(), opts.batch_size):
+        frames = [f for _, f in batch]
+        for shape in dict.fromkeys(f.shape[:2] for f in frames):
+            group = [f for f in frames if f.shape[:2] == shape]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AspectRatioWarning)
+                out = model.scale_from_camera_height(group, camera_height, K=_intrinsics_for(model, opts, shape),
+                                                     batch_size=opts.batch_size, keep_aspect=opts.keep_aspect)
+            it = iter(out)
+            for j, f in enumerate(frames):
+                if f.shape[:2] == shape:
+                    results.append((batch[j][0], next(it)))
+    results.sort(key=lambda item: item[0])
+    try:
+        seq = sequence_scale([r for _, r in results])
+    except ValueError as exc:
+        raise PredictError(f"--camera-height {camera_height:g}: {exc}") from None
+    report = {
+        "camera_height": camera_height,
+        "scale": seq.scale,
+        "rule": "median of the accepted frames' scales, applied to every frame",
+        "num_accepted": seq.num_accepted,
+        "num_rejected": seq.num_rejected,
+        "relative_spread": seq.relative_spread,
+        "frames": [{"name": source.names[i], "scale": r.scale if r.ok else None, "ok": r.ok, "reason": r.reason}
+                   for i, r in results],
+    }
+    kind = f"metric (camera height {camera_height:g} m)"
+    note = (f"network depth multiplied by {seq.scale:.6g}, the median over {seq.num_accepted} frame(s) of the scale "
+            f"recovered from the ground plane and the camera height {camera_height:g} m ({seq.num_rejected} frame(s) "
+            f"without a usable ground plane; the model's own kind: {model.depth_kind})")
+    return report, kind, float(seq.scale), note
+
+
 def _validate_options(model: Any, source: InputSource, opts: PredictOptions) -> None:
     if not (opts.color or opts.npy or opts.png16 or opts.ply or opts.side_by_side):
         raise PredictError("no output selected (use --color, --npy, --png16, --ply or --side-by-side)")
@@ -450,8 +586,18 @@ def _validate_options(model: Any, source: InputSource, opts: PredictOptions) -> 
         raise PredictError(f"--scale must be > 0, got {opts.scale}")
     if not 0 < opts.vmax_percentile <= 100:
         raise PredictError(f"the colour-map percentile must be in (0, 100], got {opts.vmax_percentile}")
-    if opts.side_by_side and source.kind != "video":
-        raise PredictError("--side-by-side needs a video input")
+    if opts.side_by_side and source.kind != "video" and len(set(source.sizes)) > 1:
+        ref = source.sizes[0]
+        odd = next(p for p, size in zip(source.paths, source.sizes) if size != ref)
+        raise PredictError(f"--side-by-side makes one video, so the images must have one size: {source.paths[0]} is "
+                           f"{ref[1]}x{ref[0]} but {odd} is not")
+    if opts.cmap not in _colormap_names():
+        raise PredictError(f"--cmap: unknown colour map {opts.cmap!r} (any matplotlib colormap, e.g. magma, viridis, "
+                           "plasma, inferno, turbo, gray)")
+    if opts.color_range not in ("auto", "fixed", "frame"):
+        raise PredictError(f"colour range must be auto, fixed or frame, got {opts.color_range!r}")
+    if opts.fps is not None and not opts.fps > 0:
+        raise PredictError(f"--fps must be > 0, got {opts.fps}")
     if opts.intrinsics is not None and opts.kitti_intrinsics:
         raise PredictError("give either --intrinsics or --kitti-intrinsics, not both")
     if opts.ply:
@@ -468,6 +614,73 @@ def _validate_options(model: Any, source: InputSource, opts: PredictOptions) -> 
                         f"--intrinsics are pixel intrinsics of one resolution ({ref[1]}x{ref[0]}), but {path} "
                         f"is {size[1]}x{size[0]}; use inputs of one size or --kitti-intrinsics"
                     )
+
+
+def _colormap_names() -> list[str]:
+    import matplotlib
+
+    return list(matplotlib.colormaps)
+
+
+def _warn(opts: PredictOptions, message: str) -> None:
+    if opts.warn:
+        print(f"featdepth: warning: {message}", file=sys.stderr)
+
+
+def check_aspect(model: Any, source: InputSource) -> str | None:
+    """A warning text when an input's aspect ratio is more than 15 % away from the training size's, else None."""
+    worst = max(((model.aspect_mismatch(h, w), (h, w), p) for (h, w), p in zip(source.sizes, _paths_per_frame(source))),
+                key=lambda item: item[0])
+    off, (h, w), path = worst
+    if off <= ASPECT_TOLERANCE:
+        return None
+    return (f"{path} is {w}x{h} (aspect {w / h:.2f}), {off:.0%} away from the model's training size "
+            f"{model.width}x{model.height} (aspect {model.width / model.height:.2f}); the resize distorts it and biases "
+            "the depth. Use --keep-aspect to pad it to the training aspect instead (outputs stay at the input size)")
+
+
+def _fixed_range(model: Any, source: InputSource, opts: PredictOptions, factor: float) -> tuple[float, float]:
+    """``(vmin, vmax)`` of the disparity over up to 16 frames sampled evenly: the minimum and the
+    ``vmax_percentile`` of all their pixels."""
+    n = source.num_frames
+    wanted = set(np.unique(np.linspace(0, n - 1, min(n, 16)).round().astype(int)).tolist())
+    samples = []
+    for i, frame in source.frames():
+        if i in wanted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AspectRatioWarning)
+                _, disp = model.predict_depth(frame, return_disparity=True, scale=factor, keep_aspect=opts.keep_aspect)
+            samples.append(np.asarray(disp, dtype=np.float32).reshape(-1))
+        if len(samples) == len(wanted):
+            break
+    values = np.concatenate(samples)
+    return float(values.min()), float(np.percentile(values, opts.vmax_percentile))
+
+
+def _depth_at(model: Any, disp: float, factor: float) -> float:
+    """The depth a sigmoid disparity ``disp`` maps to (``disp_to_depth`` of the network, times ``factor``)."""
+    lo, hi = 1.0 / model.network_max_depth, 1.0 / model.network_min_depth
+    return factor / (lo + (hi - lo) * float(disp))
+
+
+def _with_colorbar(colour: np.ndarray, vmin: float, vmax: float, cmap: str, near: float, far: float, unit: str) -> np.ndarray:
+    """``colour`` with a vertical colour bar on the right: top = ``vmax`` (near), bottom = ``vmin`` (far), labelled in depth."""
+    from PIL import Image, ImageDraw
+
+    h, w = colour.shape[:2]
+    bar_w = max(8, w // 40)
+    ramp = np.linspace(vmax, vmin, h, dtype=np.float64)[:, None].repeat(bar_w, axis=1)
+    bar = colorize_disparity(ramp, vmin=vmin, vmax=vmax, cmap=cmap)
+    label_w = 64
+    panel = Image.new("RGB", (bar_w + label_w + 4, h), (255, 255, 255))
+    panel.paste(Image.fromarray(bar), (2, 0))
+    draw = ImageDraw.Draw(panel)
+    suffix = f" {unit}" if unit else ""
+    draw.text((bar_w + 4, 0), f"{near:.3g}{suffix}", fill=(0, 0, 0))
+    draw.text((bar_w + 4, max(0, h - 12)), f"{far:.3g}{suffix}", fill=(0, 0, 0))
+    if h >= 48:
+        draw.text((bar_w + 4, h // 2 - 6), "depth", fill=(0, 0, 0))
+    return np.concatenate([colour, np.asarray(panel)], axis=1)
 
 
 def _paths_per_frame(source: InputSource) -> list[Path]:
@@ -511,11 +724,25 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
     _validate_options(model, source, opts)
     _check_output_dir(out)
     kind, factor, note = _describe_kind(model, opts.scale)
+    height_report = None
+    if opts.camera_height is not None:
+        height_report, kind, factor, note = camera_height_scale(model, source, opts.camera_height, opts)
+    aspect_warning = None if opts.keep_aspect else check_aspect(model, source)
+    if aspect_warning:
+        _warn(opts, aspect_warning)
+    fixed = opts.color_range == "fixed" or (
+        opts.color_range == "auto" and (source.kind == "video" or opts.side_by_side))
+    vrange = None
+    if fixed and (opts.color or opts.side_by_side):
+        vrange = _fixed_range(model, source, opts, factor)
+    unit = "m" if kind.startswith("metric") else ""
 
     writer = None
     if opts.side_by_side:
-        writer = _SideBySideWriter(out / f"{source.paths[0].stem}_side_by_side.mp4", source.fps, opts.codec)
+        stem = source.paths[0].stem if source.kind == "video" else (source.title or "images")
+        writer = _SideBySideWriter(out / f"{stem}_side_by_side.mp4", opts.fps or source.fps or 10.0, opts.codec)
     counts = {"color": 0, "npy": 0, "png16": 0, "ply": 0}
+    rows: list[list[Any]] = []
     ply_points = 0
     bar = None
     if opts.progress:
@@ -526,22 +753,35 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
     try:
         for batch in _batched(source.frames(), opts.batch_size):
             frames = [f for _, f in batch]
-            depths, disps = model.predict_depth(frames, return_disparity=True, scale=factor, batch_size=opts.batch_size)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AspectRatioWarning)  # reported once above, naming the file
+                depths, disps = model.predict_depth(frames, return_disparity=True, scale=factor,
+                                                    batch_size=opts.batch_size, keep_aspect=opts.keep_aspect)
             for (i, frame), depth, disp in zip(batch, depths, disps):
                 name = source.names[i]
+                written: list[str] = []
                 colour = None
                 if opts.color or writer is not None:
-                    vmax = float(np.percentile(disp, opts.vmax_percentile))
-                    colour = colorize_disparity(disp, vmax=vmax)
+                    if vrange is not None:
+                        vmin, vmax = vrange
+                    else:
+                        vmin, vmax = float(np.min(disp)), float(np.percentile(disp, opts.vmax_percentile))
+                    colour = colorize_disparity(disp, vmin=vmin, vmax=vmax, cmap=opts.cmap)
+                    if opts.colorbar:
+                        colour = _with_colorbar(colour, vmin, vmax, opts.cmap, _depth_at(model, vmax, factor),
+                                                _depth_at(model, vmin, factor), unit)
                 if opts.color:
                     _write(out / f"{name}_disp.png", _png_bytes(colour))
                     counts["color"] += 1
+                    written.append(f"{name}_disp.png")
                 if opts.npy:
                     _write(out / f"{name}_depth.npy", _npy_bytes(depth.astype(np.float32)))
                     counts["npy"] += 1
+                    written.append(f"{name}_depth.npy")
                 if opts.png16:
                     _write(out / f"{name}_depth.png", _png_bytes(depth_to_png16(depth)))
                     counts["png16"] += 1
+                    written.append(f"{name}_depth.png")
                 if opts.ply:
                     K = _intrinsics_for(model, opts, depth.shape)
                     points = depth_to_points(depth, K)
@@ -552,8 +792,12 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
                     _write(out / f"{name}.ply", ply_bytes(points, colours, binary=not opts.ply_ascii))
                     counts["ply"] += 1
                     ply_points += int(points.shape[0])
+                    written.append(f"{name}.ply")
                 if writer is not None:
                     writer.write(np.concatenate([frame, colour], axis=1))
+                path = source.paths[i] if source.kind == "images" else source.paths[0]
+                rows.append([str(path), source.source_frames[i], f"{source.timestamps[i]:.6f}", ";".join(written),
+                             f"{factor:.9g}", kind])
             if bar is not None:
                 bar.update(len(batch))
         if writer is not None:
@@ -570,6 +814,15 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
+    table = io.StringIO()
+    csv_writer = csv.writer(table, lineterminator="\n")
+    csv_writer.writerow(["input", "frame", "time_s", "outputs", "depth_factor", "depth_kind"]
+                        + (["frame_scale", "ground_plane"] if height_report else []))
+    if height_report:  # --camera-height: each frame's own recovered scale ("" when rejected) beside the one applied
+        rows = [row + ["" if f["scale"] is None else f"{f['scale']:.9g}", "found" if f["ok"] else f["reason"]]
+                for row, f in zip(rows, height_report["frames"])]
+    csv_writer.writerows(rows)
+    _write(out / "index.csv", table.getvalue().encode())
     summary = {
         "checkpoint": model.source,
         "depth_kind": kind,
@@ -583,10 +836,19 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
         "png16_encoding": "round(depth * 256) clipped to [0, 65535]" if counts["png16"] else None,
         "ply_points": ply_points if counts["ply"] else None,
         "side_by_side_video": writer_path,
+        "index": str(out / "index.csv"),
+        "names": "relative paths of the inputs" if source.kind == "images" else "<video>_<source frame number>",
+        "color": {"cmap": opts.cmap, "range": "fixed" if vrange is not None else "per frame",
+                  "vmin": vrange[0] if vrange else None, "vmax": vrange[1] if vrange else None,
+                  "vmax_percentile": opts.vmax_percentile, "colorbar": opts.colorbar} if (opts.color or writer_path) else None,
+        "keep_aspect": opts.keep_aspect,
+        "aspect_warning": aspect_warning,
         "seconds": round(seconds, 3),
         "frames_per_second": round(source.num_frames / seconds, 3) if seconds > 0 else None,
         "output_dir": str(out),
     }
+    if height_report is not None:
+        summary["camera_height"] = height_report
     _write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
@@ -600,8 +862,15 @@ def run_trajectory(
     scale: float | None = None,
     fps: float | None = None,
     progress: bool = True,
+    camera_height: float | None = None,
+    intrinsics: np.ndarray | None = None,
+    kitti_intrinsics: bool = False,
 ) -> dict[str, Any]:
     """Chain PoseNet outputs over consecutive frames into a camera trajectory.
+
+    ``camera_height`` (metres): a metric trajectory; the translations are multiplied by the median over the frames
+    of the scale recovered from the depth network's ground plane (:func:`camera_height_scale`; intrinsics from
+    ``intrinsics`` (pixels, input resolution), ``kitti_intrinsics`` or the model's).
 
     PoseNet sees (earlier = frame i, later = frame i+1) and gives ``T_{i+1<-i}``; these are chained
     with :func:`~featdepth.evaluation.trajectory.chain_relative_poses` into ``T_world_cam`` (the first
@@ -623,6 +892,11 @@ def run_trajectory(
         raise PredictError(f"--scale must be > 0, got {scale}")
     _check_output_dir(out)
     kind, factor, note = _describe_kind(model, scale)
+    height_report = None
+    if camera_height is not None:
+        height_opts = PredictOptions(scale=scale, intrinsics=intrinsics, kitti_intrinsics=kitti_intrinsics,
+                                     batch_size=batch_size)
+        height_report, kind, factor, note = camera_height_scale(model, source, camera_height, height_opts)
 
     bar = None
     if progress:
@@ -649,18 +923,20 @@ def run_trajectory(
     poses = chain_relative_poses(rel_poses)
     if source.kind == "video":
         stamps = np.asarray(source.timestamps, dtype=np.float64)
-    elif fps:
-        stamps = np.arange(source.num_frames, dtype=np.float64) / float(fps)
+    elif fps:  # image sequences: source frame numbers (they keep --every's gaps) over the frame rate
+        stamps = np.asarray(source.source_frames, dtype=np.float64) / float(fps)
     else:
-        stamps = np.arange(source.num_frames, dtype=np.float64)
+        stamps = np.asarray(source.source_frames, dtype=np.float64)
 
     kitti_path = out / "trajectory_kitti.txt"
     tum_path = out / "trajectory_tum.txt"
     plot_path = out / "trajectory_topview.png"
     atomic_write_via(kitti_path, lambda p: write_kitti_trajectory(p, poses))
     atomic_write_via(tum_path, lambda p: write_tum_trajectory(p, poses, stamps))
-    atomic_write_via(plot_path, lambda p: plot_trajectories_topview(p, None, poses, labels=[f"PoseNet ({kind})"],
-                                                                 title=f"{source.paths[0].name}: {len(poses)} frames"))
+    units = "m" if kind.startswith("metric") else ("scaled units" if scale is not None else "relative units")
+    atomic_write_via(plot_path, lambda p: plot_trajectories_topview(
+        p, None, poses, labels=[f"PoseNet ({kind})"], units=units,
+        title=f"{source.title}: {len(poses)} frames" + ("" if units == "m" else " (scale unknown)")))
     steps = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
     summary = {
         "checkpoint": model.source,
@@ -670,11 +946,15 @@ def run_trajectory(
         "translation_factor": factor,
         "note": note,
         "input": {"kind": source.kind, "frames": source.num_frames, "path": str(source.paths[0])},
+        "sequence": source.title,
+        "units": units,
         "poses": int(poses.shape[0]),
         "path_length": float(steps.sum()),
         "files": {"kitti": str(kitti_path), "tum": str(tum_path), "plot": str(plot_path)},
         "seconds": round(time.perf_counter() - start, 3),
     }
+    if height_report is not None:
+        summary["camera_height"] = height_report
     _write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 

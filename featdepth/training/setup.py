@@ -1,10 +1,14 @@
-"""What a training run sets up before its first step: output folder and disk checks, the optimizer,
-frozen heads, ``torch.compile``, the stage-1 FeatureNet weights and the data loaders."""
+"""What a training run sets up before its first step: the output folder (its default name, an earlier run in
+it, disk checks), the optimizer, frozen heads, ``torch.compile``, the stage-1 FeatureNet weights and the data
+loaders; and the check that refuses non-finite weights."""
 
 from __future__ import annotations
 
 import platform
+import re
 import shutil
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -14,11 +18,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from featdepth import __version__
-from featdepth.config import Config, ConfigError
+from featdepth.config import Config, ConfigError, TrainConfig, load_preset_dict, preset_names
 from featdepth.data.factory import EpochSampler, SeededItems, build_datasets
 from featdepth.models.encoders import ResnetEncoder
 from featdepth.training.distributed import DistInfo, main_process_first
-from featdepth.utils.checkpoint_io import CheckpointError, load_checkpoint
+from featdepth.utils.checkpoint_io import CheckpointError, first_nonfinite, load_checkpoint
 
 
 class TrainingError(RuntimeError):
@@ -26,7 +30,103 @@ class TrainingError(RuntimeError):
 
 
 def versions() -> dict[str, str]:
-    return {"featdepth": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"featdepth": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+#: What the trainer writes into a run folder (also in its ``featurenet/`` and ``depth/`` stage folders).
+RUN_FILES = ("config.yaml", "checkpoints", "log.jsonl", "tensorboard")
+STAGE_FOLDERS = ("featurenet", "depth")
+
+
+def default_run_dir(preset: str, data_path: str | Path, now: float | None = None, parent: str | Path = "runs") -> Path:
+    """``runs/<preset>-<data folder name>-<YYYYmmdd-HHMMSS>``: the output folder of a run given no ``--out``
+    (and no ``train.out_dir`` of its own), so that runs never land in one shared folder."""
+    clean = lambda text: re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "run"  # noqa: E731
+    data_name = Path(data_path).expanduser().resolve().name or "data"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return Path(parent) / f"{clean(Path(preset).stem)}-{clean(data_name)}-{stamp}"
+
+
+def is_default_out_dir(out_dir: str) -> bool:
+    """Whether ``out_dir`` is a stock ``train.out_dir``: the built-in default or a packaged preset's
+    (``runs/<preset>``), i.e. one every run of that preset would share."""
+    stock = {Path(TrainConfig.out_dir)}
+    for name in preset_names():
+        value = (load_preset_dict(name).get("train") or {}).get("out_dir")
+        if value:
+            stock.add(Path(value))
+    return Path(out_dir) in stock
+
+
+def newest_default_run(preset: str, data_path: str | Path, parent: str | Path = "runs") -> Path | None:
+    """The newest :func:`default_run_dir` folder of ``preset`` and ``data_path`` holding an earlier run
+    (for ``--resume auto`` without ``--out``), or ``None``."""
+    stem = default_run_dir(preset, data_path, parent=parent).name.rsplit("-", 2)[0]
+    runs = sorted(p for p in Path(parent).glob(f"{stem}-*-*") if p.is_dir() and earlier_run_files(p))
+    return runs[-1] if runs else None
+
+
+def earlier_run_files(out_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``out_dir``: its ``config.yaml`` and checkpoints (also in its stage
+    folders)."""
+    found = []
+    for folder in (out_dir, *(out_dir / s for s in STAGE_FOLDERS)):
+        if (folder / "config.yaml").is_file():
+            found.append(folder / "config.yaml")
+        if (folder / "checkpoints").is_dir():
+            found += sorted((folder / "checkpoints").glob("*.pt"))
+    return found
+
+
+def prepare_output_dir(out_dir: Path, *, resume: str | None, overwrite: bool, restarted: bool = False) -> None:
+    """Refuse to train into a folder holding an earlier run unless ``resume`` or ``overwrite``; with
+    ``overwrite`` delete what the trainer wrote there (``config.yaml``, ``checkpoints/``, ``log.jsonl``,
+    ``tensorboard/``, and the same in its stage folders); other files are left alone. A restart by
+    ``torchrun --max-restarts`` (``restarted``) counts as resuming: nothing is deleted.
+
+    Raises:
+        TrainingError: an earlier run and neither flag (names the folder and both flags), or both flags.
+    """
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other: --resume continues the run in the output "
+                            "folder, --overwrite deletes it and starts again")
+    found = earlier_run_files(out_dir)
+    if not found or resume or restarted:
+        return
+    if not overwrite:
+        raise TrainingError(
+            f"output folder {out_dir} holds an earlier run ({found[0].relative_to(out_dir)}"
+            f"{f' and {len(found) - 1} more files' if len(found) > 1 else ''}); pass --resume auto to continue it, "
+            "--overwrite to delete it and start again, or choose another --out"
+        )
+    for folder in (*(out_dir / s for s in STAGE_FOLDERS), out_dir):
+        for name in RUN_FILES:
+            target = folder / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        if folder != out_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    print(f"[featdepth] --overwrite: deleted the earlier run in {out_dir} ({len(found)} files)", file=sys.stderr)
+
+
+def check_weights_finite(system: nn.Module, step: int, cfg: Config, folder: Path) -> None:
+    """Stop training (without saving) when a weight or buffer of ``system`` is NaN or ±inf.
+
+    One pass over the weights; the trainer calls it before every checkpoint and after every step whose loss
+    was not finite (weights that became non-finite make the next loss non-finite), never on a normal step.
+
+    Raises:
+        TrainingError: names the step and the first bad tensor.
+    """
+    bad = first_nonfinite(system.state_dict())
+    if bad is not None:
+        raise TrainingError(
+            f"step {step}: the weights are no longer finite (first: {bad}); stopping without saving them. "
+            f"The checkpoints in {folder} hold the last finite weights. Lower optim.lr (now {cfg.optim.lr:g}) or "
+            "check the data"
+        )
 
 
 def check_output_dir(out_dir: Path, min_free_bytes: int = 200 * 2**20) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from featdepth.config import Config, config_to_dict, dump_config
-from featdepth.training.checkpoints import CheckpointError, CheckpointManager
+from featdepth.training.checkpoints import CheckpointManager
 from featdepth.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -31,14 +31,14 @@ from featdepth.training.distributed import (
     restart_count,
 )
 from featdepth.training.logging import RunLogger
-from featdepth.training.resume import find_resume_state, find_resume_state_distributed
+from featdepth.training import resume as resuming
 from featdepth.training.schedule import WarmupStepSchedule
 from featdepth.training import setup
 from featdepth.training.setup import TrainingError
 from featdepth.training.step import StepResult, train_step
 from featdepth.training.system import FeatDepthSystem
 from featdepth.training.validation import validate
-from featdepth.utils.runtime import move_batch, resolve_device, rng_state, seed_everything, set_rng_state, use_channels_last
+from featdepth.utils.runtime import move_batch, resolve_device, seed_everything, use_channels_last
 
 __all__ = ["Trainer", "TrainingError", "run_training"]
 
@@ -127,7 +127,7 @@ class Trainer:
             "epoch": self.epoch,
             "epoch_step": self.epoch_step,
             "skipped_steps": self.skipped_steps,
-            "rng": rng_state(),
+            "rng": resuming.checkpoint_rng_state(),  # tensors and numbers: loads with weights_only=True
             "stage": self.stage,
             "config": config_to_dict(self.cfg),
             "versions": setup.versions(),
@@ -135,32 +135,32 @@ class Trainer:
 
     def save_checkpoint(self, metric: float | None = None) -> Path | None:
         self._saved_step = self.step  # on every rank: the decision to save again must agree across ranks
+        setup.check_weights_finite(self.system, self.step, self.cfg, self.ckpt.folder)  # never save NaN weights
         if not self.dist.is_main:
             return None
         return self.ckpt.save(self.state_dict(), self.step, self.epoch, metric)
 
     def _resume(self, resume: str) -> None:
-        found = (find_resume_state_distributed(self.ckpt, resume, self.dist) if self.dist.enabled
-                 else find_resume_state(self.ckpt, resume))
+        found = (resuming.find_resume_state_distributed(self.ckpt, resume, self.dist) if self.dist.enabled
+                 else resuming.find_resume_state(self.ckpt, resume))
         if found is None:
-            return  # nothing to resume from: start fresh
+            return  # no checkpoint file at all: start fresh
         state, path = found
-        if state.get("stage", self.stage) != self.stage:
-            raise CheckpointError(f"{path} is a '{state.get('stage')}' checkpoint; this run is stage '{self.stage}'")
-        self.system.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        resuming.check_resumable(state, path, self.cfg, self.stage)  # one line naming the file and the setting
+        resuming.load_resumed_weights(self.system, self.optimizer, state, path)
         self.schedule.load_state_dict(state["schedule"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self._saved_step = self.step
-        set_rng_state(state["rng"])
+        resuming.restore_rng(state["rng"])
+        if self.dist.is_main:  # a newer checkpoint (of another branch of the run) is moved aside, never deleted
+            self.ckpt.set_aside_newer(self.step, warn=resuming.warn)
+            print(f"[featdepth] resumed from {path} (step {self.step}, epoch {self.epoch})", file=sys.stderr)
         if self.dist.enabled:  # the checkpoint holds rank 0's generators: give every rank its own stream again
             seed_everything(self.cfg.train.seed + self.dist.rank + 1_000_003 * self.step)
         self.logger.text(f"resumed from {path} at step {self.step}")
-        if self.dist.is_main:
-            print(f"[featdepth] resumed from {path} (step {self.step}, epoch {self.epoch})", file=sys.stderr)
 
     # -- loop ----------------------------------------------------------------------------
     def _finished(self) -> bool:
@@ -262,6 +262,7 @@ class Trainer:
         self.step += 1
         self.epoch_step += 1
         if not result.finite:
+            setup.check_weights_finite(self.system, self.step, self.cfg, self.ckpt.folder)  # NaN weights: stop now
             self.consecutive_nonfinite += 1
             self.skipped_steps += 1
             self.logger.text(f"step {self.step}: non-finite {result.nonfinite_terms or ['total']}; update skipped")
@@ -282,9 +283,12 @@ class Trainer:
 
 
 def run_training(cfg: Config, *, resume: str | None = None, out_dir: str | Path | None = None,
-                 on_step: Callable[[int, StepResult], None] | None = None) -> dict[str, Any]:
-    """Run the configured stage, or both stages of the two-stage flow. Returns a summary."""
+                 on_step: Callable[[int, StepResult], None] | None = None, overwrite: bool | None = None) -> dict[str, Any]:
+    """Run the configured stage, or both stages of the two-stage flow. Returns a summary. ``overwrite``: see
+    :func:`~featdepth.training.setup.prepare_output_dir` (``None``, the library default, does not check)."""
     out = Path(out_dir or cfg.train.out_dir)
+    if overwrite is not None and env_dist_info().is_main:
+        setup.prepare_output_dir(out, resume=resume, overwrite=overwrite, restarted=restart_count() > 0)
     t = cfg.train
     if t.stage == "depth" and not t.feature_checkpoint and t.run_feature_stage:
         stage1 = Trainer(cfg, stage="featurenet", out_dir=out / "featurenet", resume=resume and "auto",

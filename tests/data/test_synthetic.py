@@ -332,7 +332,7 @@ def test_generate_dataset_deterministic(tmp_path, capsys):
     assert capsys.readouterr().out == ""
     assert [p.name for p in a] == ["seq_000", "seq_001"]
     files = sorted(p.relative_to(a[0]) for p in a[0].rglob("*") if p.is_file())
-    assert len(files) == 2 * 4 + 4  # 2 frames x (image, right image, depth, regions) + 4 text files
+    assert len(files) == 2 * 4 + 5  # 2 frames x (image, right image, depth, regions) + 5 text files
     for pa, pb in zip(a, b):
         for f in files:
             assert (pa / f).read_bytes() == (pb / f).read_bytes(), f

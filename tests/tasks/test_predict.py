@@ -63,7 +63,7 @@ class TestKittiImages:
         folder = shared_data / KITTI_SEQ
         out = tmp_path / "out"
         rc = main(["predict", str(folder), "--checkpoint", str(ckpt), "--out", str(out), "--all", "--kitti-intrinsics",
-                   "--max-frames", "2", "--batch-size", "2", "--device", "cpu", "-q"])
+                   "--max-frames", "2", "--batch-size", "2", "--device", "cpu", "-q", "--json"])
         assert rc == 0
         printed = json.loads(capsys.readouterr().out)
         summary = json.loads((out / "summary.json").read_text())
@@ -193,13 +193,17 @@ def test_glob_with_repeated_names(ckpt, tmp_path):
         (tmp_path / sub).mkdir()
         Image.fromarray(np.full((40, 60, 3), value, np.uint8)).save(tmp_path / sub / "frame.png")
     source = resolve_inputs([str(tmp_path / "*" / "frame.png")])
-    assert source.kind == "images" and source.names == ["frame_000000", "frame_000001"]
+    # names keep the parent folders (not frame_000000, frame_000001)
+    assert source.kind == "images" and source.names == ["left/frame", "right/frame"]
     assert source.sizes == [(40, 60), (40, 60)]
     model = featdepth.load(ckpt, device="cpu")
     summary = run_predict(model, source, tmp_path / "out", PredictOptions(npy=True, color=False, progress=False))
     assert summary["outputs"] == {"npy": 2}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "frame_000000_depth.npy", "frame_000001_depth.npy", "summary.json"]
+    out = tmp_path / "out"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "index.csv", "left/frame_depth.npy", "right/frame_depth.npy", "summary.json"]
+    # the two inputs differ: their depths differ too, and each lands under its own folder
+    assert not np.array_equal(np.load(out / "left/frame_depth.npy"), np.load(out / "right/frame_depth.npy"))
 
 
 class TestErrors:
@@ -287,10 +291,11 @@ class TestErrors:
         assert sorted(p.name for p in out.iterdir()) == ["im0_depth.npy"]
         assert np.load(out / "im0_depth.npy").shape == (40, 60)
 
-    def test_side_by_side_needs_video(self, ckpt, tmp_path):
-        image = tmp_path / "img.png"
-        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(image)
+    def test_side_by_side_needs_images_of_one_size(self, ckpt, tmp_path):
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "a.png")
+        Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(tmp_path / "b.png")
         model = featdepth.load(ckpt, device="cpu")
-        with pytest.raises(PredictError, match="side-by-side"):
-            run_predict(model, resolve_inputs([image]), tmp_path / "out", PredictOptions(side_by_side=True))
+        source = resolve_inputs([tmp_path / "a.png", tmp_path / "b.png"])
+        with pytest.raises(PredictError, match="side-by-side.*one size"):
+            run_predict(model, source, tmp_path / "out", PredictOptions(side_by_side=True, progress=False))
         assert not (tmp_path / "out").exists()

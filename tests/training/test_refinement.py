@@ -12,7 +12,7 @@ import torch
 from featdepth.config import config_to_dict, load_config
 from featdepth.data import FolderDataset
 from featdepth.data.synthetic import generate_dataset
-from featdepth.tasks.evaluate import evaluate_depth_checkpoint
+from featdepth.tasks.evaluate import RefineOptions, evaluate_depth_checkpoint
 from featdepth.training.refinement import (
     predict_scaled_disparity,
     refine_per_sample,
@@ -131,16 +131,15 @@ def test_checkpoint_evaluation_with_refinement_on_folder_data(synth_root, tmp_pa
     snap = _snapshot(loaded)
     common = dict(dataset="folder", protocol="eigen_benchmark", scaling="median", model=loaded.as_model())
     plain = evaluate_depth_checkpoint(ckpt, synth_root, **common)
-    refined = evaluate_depth_checkpoint(ckpt, synth_root, refine="per-sample", refine_steps=1, **common)
+    refined = evaluate_depth_checkpoint(ckpt, synth_root, refine=RefineOptions("per-sample", steps=1), **common)
     _assert_same_state(loaded, snap)
     assert plain.result.num_images == refined.result.num_images == 5
     assert refined.result.metrics != plain.result.metrics
     assert "per-sample" in refined.summary() and "no online refinement" in plain.summary()
     d = refined.as_dict()
     assert d["refinement"]["protocol"] == "per-sample" and d["refinement"]["steps"] == 1
-    whole = evaluate_depth_checkpoint(ckpt, synth_root, refine="whole-split", refine_epochs=1, refine_max_steps=1,
-                                      refine_batch_size=2, save_refined=tmp_path / "refined.pt", dataset="folder",
-                                      protocol="eigen_benchmark")
+    opts = RefineOptions("whole-split", epochs=1, max_steps=1, batch_size=2, save_refined=tmp_path / "refined.pt")
+    whole = evaluate_depth_checkpoint(ckpt, synth_root, refine=opts, dataset="folder", protocol="eigen_benchmark")
     assert whole.as_dict()["refinement"]["protocol"] == "whole-split" and "whole-split" in whole.summary()
     reloaded = load_system(tmp_path / "refined.pt")  # the refined model is a usable checkpoint
     assert any(not torch.equal(v, snap[k]) for k, v in reloaded.state_dict().items())
