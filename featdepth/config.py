@@ -73,6 +73,10 @@ class ModelConfig:
     pose_layers: int = 18
     pose_input_size: list | None = field(default_factory=lambda: [192, 640])  # [H, W]; None = as data
     pose_weights: str | None = None
+    # Factor on PoseNet's averaged output (0.01 in the paper). It also sets how fast the predicted motion can
+    # grow under Adam (each step moves the output by about lr x this factor): 0.01 suits long schedules,
+    # short ones (the demo) need the motion to reach the depth's scale before the depth net commits.
+    pose_output_scale: float = 0.01
     feature_layers: int = 50
     feature_weights: str | None = None
     feature_level: int = 0
@@ -475,6 +479,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"model.depth_decoder must be 'featdepth' or 'monodepth2', got {m.depth_decoder!r}")
     if not 0 < m.min_depth < m.max_depth:
         raise ConfigError(f"model.min_depth/max_depth must satisfy 0 < min < max, got {m.min_depth}, {m.max_depth}")
+    if not m.pose_output_scale > 0:
+        raise ConfigError(f"model.pose_output_scale must be > 0, got {m.pose_output_scale}")
     if not 0 <= m.feature_level <= 4:
         raise ConfigError(f"model.feature_level must be in 0..4, got {m.feature_level}")
     if lo.frozen_bn not in ("eval", "train"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,19 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_onnx_cache(tmp_path_factory):
+    """The onnxruntime backend caches exported graphs under ``$FEATDEPTH_CACHE``: keep the tests' in a temporary
+    folder, never in the user's ~/.cache. Subprocesses inherit it through the environment."""
+    before = os.environ.get("FEATDEPTH_CACHE")
+    os.environ["FEATDEPTH_CACHE"] = str(tmp_path_factory.mktemp("featdepth_cache"))
+    yield
+    if before is None:
+        os.environ.pop("FEATDEPTH_CACHE", None)
+    else:
+        os.environ["FEATDEPTH_CACHE"] = before
 
 
 @pytest.fixture(autouse=True)

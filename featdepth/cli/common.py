@@ -84,6 +84,19 @@ def add_official_args(p: argparse.ArgumentParser) -> None:
     add_trust_arg(p)
 
 
+#: ``--backend`` choices (the names :data:`featdepth.inference.backends.BACKENDS` holds; kept here so that
+#: ``featdepth --help`` does not import torch).
+BACKEND_CHOICES = ("auto", "eager", "channels_last", "onnxruntime")
+
+
+def add_backend_arg(p: Any) -> None:
+    """``--backend {auto,eager,channels_last,onnxruntime}`` (default auto) on a parser or argument group."""
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="how the networks run: auto (default: onnxruntime on the CPU when installed, else "
+                        "channels_last; channels_last on CUDA), eager (plain PyTorch float32), channels_last, or "
+                        "onnxruntime (CPU; exported once per model and cached, see docs/usage_predict.md)")
+
+
 def load_model_arg(args: argparse.Namespace):
     from featdepth.inference.loading import load  # lazy: keeps `featdepth --help` fast
 
@@ -94,6 +107,7 @@ def load_model_arg(args: argparse.Namespace):
         real_baseline=getattr(args, "real_baseline", None),
         batch_size=max(1, int(getattr(args, "batch_size", 4) or 4)),
         official=official_options(args),
+        backend=getattr(args, "backend", None) or "auto",
     )
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    featdepth experiment run    --out DIR [--preset cpu|gpu|tiny] [--seeds 0 1] [--variants baseline fm_dis_cvt ...]
+    featdepth experiment run    --out DIR [--preset cpu|gpu|tiny|decide|decide_gpu] [--seeds 0 1] [--variants baseline fm_dis_cvt ...]
                                 [--steps N] [--feature-steps N] [--real-steps N] [--device cpu|cuda|auto]
                                 [--set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
     featdepth experiment report DIR      (re-write DIR/report.md from DIR/results.json)
@@ -11,6 +11,7 @@
 Examples::
 
     featdepth experiment run --out runs/ablation --preset tiny --dry-run
+    featdepth experiment run --out runs/decide --preset decide
     featdepth experiment run --out runs/ablation --preset cpu --seeds 0 1 --variants baseline fm_dis_cvt
     featdepth experiment report runs/ablation
     featdepth experiment report runs/ablation_gpu
@@ -27,9 +28,10 @@ from typing import Any
 
 
 def cmd_experiment_run(args: argparse.Namespace) -> int:
-    from featdepth.experiments.presets import estimate_seconds, format_duration  # lazy: keeps `featdepth --help` fast
+    from featdepth.experiments.presets import estimate_seconds  # lazy: keeps `featdepth --help` fast
     from featdepth.experiments.runner import BudgetOverrides, RunOptions  # lazy: keeps `featdepth --help` fast
     from featdepth.experiments.runner import configure_preset, run_experiment  # lazy: keeps `featdepth --help` fast
+    from featdepth.experiments.runner import amp_of, estimate_line  # lazy: keeps `featdepth --help` fast
 
     budget = BudgetOverrides(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
                              real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
@@ -39,9 +41,15 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
                          shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
     if args.dry_run:
         p = configure_preset(args.preset, budget)
-        est = estimate_seconds(p, real=options.real, landscape=options.landscape, synthetic=options.synthetic)
-        print(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds; estimated {format_duration(est['total'])} "
-              f"on a quiet machine ({', '.join(f'{k} {format_duration(v)}' for k, v in est.items() if k != 'total')})")
+        est = estimate_seconds(p, real=options.real, landscape=options.landscape, synthetic=options.synthetic,
+                               amp=amp_of(args.overrides))
+        print(estimate_line(est))  # the estimate first, as `run` logs it
+        print(f"preset {p.name}: {len(p.variants)} variants ({', '.join(p.variants)}) x {len(p.seeds)} seeds, "
+              f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps), {p.height}x{p.width}, batch {p.batch_size}")
+        if options.real and p.real is not None:
+            r = p.real
+            print(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x {len(r.seeds)} seeds, {r.depth_steps} "
+                  f"depth steps (+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
     run_experiment(args.out, args.preset, budget, options, overrides=args.overrides, command=command)
@@ -61,10 +69,10 @@ def cmd_experiment_presets(args: argparse.Namespace) -> int:
     from featdepth.experiments.presets import PRESETS, estimate_seconds, format_duration  # lazy: keeps `featdepth --help` fast
 
     for name, p in PRESETS.items():
-        est = estimate_seconds(p)
-        print(f"{name:6s} {p.height}x{p.width} batch {p.batch_size}, {p.depth_steps} depth steps, {p.feature_steps} "
-              f"FeatureNet steps, seeds {p.seeds}, variants {', '.join(p.variants)}; "
-              f"~{format_duration(est['total'])} on the device this machine has")
+        cpu, gpu = estimate_seconds(p, device="cpu"), estimate_seconds(p, device="cuda")
+        print(f"{name:10s} {p.height}x{p.width} batch {p.batch_size}, {p.depth_steps} depth steps, {p.feature_steps} "
+              f"FeatureNet steps, {len(p.seeds)} seeds, variants {', '.join(p.variants)}; "
+              f"~{format_duration(cpu['total'])} on 2 quiet CPU cores, ~{format_duration(gpu['total'])} on one GPU (a guess)")
     return 0
 
 
@@ -77,8 +85,9 @@ def register(sub: Any) -> None:
 
     p = actions.add_parser("run", help="train and evaluate the variants, write DIR/report.md")
     p.add_argument("--out", required=True, help="output folder (runs, figures, results.json, report.md)")
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
-                   help="budget: tiny (seconds, tests), cpu (~30 min on 2 cores), gpu (larger)")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu", "decide", "decide_gpu"],
+                   help="budget: tiny (seconds, tests), cpu (~25 min on 2 cores), gpu (larger), decide (8 seeds, "
+                        "paired statistics, ~85 min on 2 cores), decide_gpu (16 seeds, one GPU)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
     p.add_argument("--variants", nargs="+", help="baseline fm_rec fm_dis fm_dis_cvt joint (default: the preset's)")
     p.add_argument("--steps", type=int, help="depth/pose training steps per run")

@@ -56,6 +56,7 @@ def checkpoint_info(args: argparse.Namespace) -> dict[str, Any]:
                           "stereo_baseline": getattr(data, "stereo_baseline", None)},
         "intrinsics_normalized": None if K is None else [K[0, 0], K[1, 1], K[0, 2], K[1, 2]],
         "conversion": report.summary() if report is not None else None,
+        "backend": {"name": model.backend, "note": model.backend_note},
     }
 
 
@@ -84,6 +85,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("training data", f"{td['dataset']} at {td['path']}"),
         ("intrinsics", "not stored (give --intrinsics or --kitti-intrinsics for point clouds)" if K is None else
          "normalised fx/W, fy/H, cx/W, cy/H = " + ", ".join(f"{v:.4g}" for v in K)),
+        ("backend (CPU)", f"{info['backend']['name']} ({info['backend']['note']}; choose with --backend)"),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from featdepth.cli.common import CLIError, add_official_args, load_model_arg
+from featdepth.cli.common import CLIError, add_backend_arg, add_official_args, load_model_arg
 
 EXAMPLES = __doc__.split("Examples::", 1)[1]
 
@@ -43,6 +43,7 @@ def _add_running_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--batch-size", "-b", type=int, default=4, help="frames per forward pass (default: 4)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     g.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision (default: none)")
+    add_backend_arg(g)
     g.add_argument("--every", type=int, default=1, metavar="N",
                    help="use every N-th frame of a video or of the sorted images (names and index.csv keep source frame numbers)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames")

@@ -27,7 +27,7 @@ from torch import Tensor
 from featdepth.data import FolderDataset
 from featdepth.data.io import read_kitti_poses
 from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, post_process_disparity
-from featdepth.evaluation.pose_metrics import kitti_odometry_errors, snippets_from_relative_poses
+from featdepth.evaluation.pose_metrics import KITTI_SEGMENT_LENGTHS, kitti_odometry_errors, snippets_from_relative_poses
 from featdepth.evaluation.trajectory import chain_relative_poses, relative_poses_from_absolute
 from featdepth.geometry import ScaleRecoveryResult, recover_scale_from_camera_height_batch
 from featdepth.inference.model import Model
@@ -264,6 +264,30 @@ def evaluate_depth_batches(
 # --------------------------------------------------------------------------------------------------
 # pose
 
+#: Segment lengths (metres) of the KITTI devkit formula for trajectories shorter than its shortest, 100 m.
+SHORT_SEGMENT_LENGTHS: tuple[float, ...] = (10.0, 20.0, 30.0, 40.0, 50.0)
+
+
+def _kitti_errors(gt: np.ndarray, pred: np.ndarray, lengths: Sequence[float]) -> dict[str, Any]:
+    try:
+        return kitti_odometry_errors(gt, pred, align="scale", lengths=lengths)
+    except ValueError:  # a degenerate prediction (no motion at all): the alignment scale is undefined
+        return {"num_segments": 0}
+
+
+def heading_error_deg(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Angle (degrees) between the ground-truth and the predicted camera orientation at the last frame of a
+    trajectory, both relative to the first frame: whether the whole turn of a sequence was learned (ATE5
+    looks at 5-frame snippets only). Scale-free.
+
+    Args:
+        gt, pred: ``(N,4,4)`` ``T_world_cam`` of the same frames.
+    """
+    r_gt = gt[0, :3, :3].T @ gt[-1, :3, :3]
+    r_pred = pred[0, :3, :3].T @ pred[-1, :3, :3]
+    cos = (np.trace(r_gt.T @ r_pred) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
 
 def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_size: int = 8) -> dict[str, Any]:
     """Pose metrics of one sequence.
@@ -275,8 +299,9 @@ def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_s
     Returns:
         ``ate5``/``ate5_std`` (metres, per 5-frame snippet, scale-aligned), ``zero_motion_ate5`` (the same for
         a prediction of no motion), ``ate5_per_snippet`` and ``zero_motion_per_snippet`` (arrays),
-        ``t_err``/``r_err`` (KITTI devkit, %, deg/100 m, scale-aligned; ``None`` when the trajectory is
-        shorter than the shortest 100 m segment), ``rel_pred`` ``(N-1,4,4)`` and ``trajectory``
+        ``t_err``/``r_err`` (KITTI devkit formula, %, deg/100 m, scale-aligned, over 100-800 m segments, or
+        over 10-50 m segments for shorter trajectories (``segment_lengths`` says which); ``None`` when even
+        those do not fit), ``heading_error_deg`` (orientation error at the last frame), ``rel_pred`` ``(N-1,4,4)`` and ``trajectory``
         ``{"gt", "pred"}`` (``(N,4,4)`` ``T_world_cam`` each).
     """
     gt_poses = np.asarray(gt_poses, dtype=np.float64)
@@ -287,19 +312,21 @@ def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_s
     ates = snippets_from_relative_poses(rel_gt, rel_pred)
     zero = snippets_from_relative_poses(rel_gt, np.broadcast_to(np.eye(4), rel_gt.shape).copy())
     pred_traj = chain_relative_poses(rel_pred)
-    try:
-        kitti = kitti_odometry_errors(gt_poses, pred_traj, align="scale")
-    except ValueError:  # a degenerate prediction (no motion at all): the alignment scale is undefined
-        kitti = {"num_segments": 0}
+    kitti = _kitti_errors(gt_poses, pred_traj, KITTI_SEGMENT_LENGTHS)
     defined = kitti["num_segments"] > 0
+    if not defined:  # shorter than 100 m (the synthetic sequences): the devkit formula on 10-50 m segments
+        kitti = _kitti_errors(gt_poses, pred_traj, SHORT_SEGMENT_LENGTHS)
+    short = kitti["num_segments"] > 0 and not defined
     return {
         "ate5": float(np.mean(ates)) if len(ates) else float("nan"),
         "ate5_std": float(np.std(ates)) if len(ates) else float("nan"),
         "zero_motion_ate5": float(np.mean(zero)) if len(zero) else float("nan"),
         "ate5_per_snippet": np.asarray(ates),
         "zero_motion_per_snippet": np.asarray(zero),
-        "t_err": float(kitti["t_err_percent"]) if defined else None,
-        "r_err": float(kitti["r_err_deg_per_100m"]) if defined else None,
+        "t_err": float(kitti["t_err_percent"]) if defined or short else None,
+        "r_err": float(kitti["r_err_deg_per_100m"]) if defined or short else None,
+        "segment_lengths": list(SHORT_SEGMENT_LENGTHS if short else KITTI_SEGMENT_LENGTHS),
+        "heading_error_deg": heading_error_deg(gt_poses, pred_traj),
         "rel_pred": rel_pred,
         "trajectory": {"gt": gt_poses, "pred": pred_traj},
     }
@@ -349,7 +376,8 @@ def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, he
 
     Returns:
         ``depth`` (metric means), ``depth_ratio`` (mean median-scaling ratio), ``ate5``, ``ate5_std``,
-        ``zero_motion_ate5``, ``t_err``/``r_err`` (means over the sequences where defined) and
+        ``zero_motion_ate5``, ``t_err``/``r_err`` (means over the sequences where defined; see
+        :func:`evaluate_pose`), ``heading_error_deg`` (mean over the sequences) and
         ``trajectories`` (per sequence ``{"gt", "pred"}``).
     """
     seqs = list(sequences) if sequences is not None else [load_folder_sequence(root, n, height, width) for n in names]
@@ -360,7 +388,7 @@ def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, he
                                         max_depth=max_depth)
         result["depth"] = dict(res.metrics)
         result["depth_ratio"] = res.ratio_median
-    ates, zeros, t_errs, r_errs = [], [], [], []
+    ates, zeros, t_errs, r_errs, headings = [], [], [], [], []
     if model.has_pose:
         for s in seqs:
             if s.poses is None or len(s.poses) < 2:
@@ -371,6 +399,7 @@ def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, he
             if pose["t_err"] is not None:
                 t_errs.append(pose["t_err"])
                 r_errs.append(pose["r_err"])
+            headings.append(pose["heading_error_deg"])
             result["trajectories"][s.name] = pose["trajectory"]
     if ates:
         result["ate5"] = float(np.mean(ates))
@@ -378,4 +407,5 @@ def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, he
         result["zero_motion_ate5"] = float(np.mean(zeros))
         result["t_err"] = float(np.mean(t_errs)) if t_errs else None
         result["r_err"] = float(np.mean(r_errs)) if r_errs else None
+        result["heading_error_deg"] = float(np.mean(headings))
     return result

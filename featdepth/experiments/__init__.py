@@ -9,9 +9,11 @@
 - :mod:`featdepth.experiments.feature_stats`: first/second-order feature gradients on textureless vs
   textured pixels, PCA pictures.
 - :mod:`featdepth.experiments.realdata`: the same comparison on the tiny real KITTI clips.
+- :mod:`featdepth.experiments.stats`: paired per-seed differences against the baseline with t and
+  bootstrap confidence intervals (the ``decide`` preset's statistics).
 - :mod:`featdepth.experiments.report`: Markdown tables and PNG figures.
 
 Nothing is imported eagerly: ``import featdepth.experiments`` is cheap.
 """
 
-__all__ = ["runner", "landscape", "feature_stats", "realdata", "report"]
+__all__ = ["runner", "landscape", "feature_stats", "realdata", "stats", "report"]

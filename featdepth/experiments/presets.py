@@ -120,11 +120,31 @@ PRESETS: dict[str, ExperimentPreset] = {
         real=RealPreset(height=192, width=640, batch_size=4, depth_steps=1200, feature_steps=600, seeds=[0, 1, 2],
                         variants=["baseline", "fm_dis_cvt"], sources=["raw", "odom"], num_workers=4),
     ),
+    # "Deciding the claim" (docs/experiments.md): baseline vs fm_rec vs fm_dis_cvt with 8 seeds each on the
+    # demo's synthetic recipe (synthetic_small: pose_output_scale 0.1, 6 training sequences of 60 frames),
+    # paired per seed; the real clip with 4 seeds. Sized to estimate_seconds <= 85 min on 2 quiet CPU cores.
+    "decide": ExperimentPreset(
+        name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=100,
+        seeds=[0, 1, 2, 3, 4, 5, 6, 7], variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=6,
+        synth_val_sequences=2, synth_frames=60, warmup_iters=50, landscape_points=31, landscape_pairs=3,
+        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=300, feature_steps=150, seeds=[0, 1, 2, 3],
+                        variants=["baseline", "fm_dis_cvt"], sources=["raw"], num_workers=1),
+    ),
+    # the same comparison sized for one GPU: larger images, 5x the steps, 16 seeds (8 on the real clip, three variants)
+    "decide_gpu": ExperimentPreset(
+        name="decide_gpu", height=128, width=416, batch_size=8, depth_steps=2000, feature_steps=1000,
+        seeds=list(range(16)), variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=12,
+        synth_val_sequences=3, synth_frames=200, warmup_iters=200, num_workers=4, val_max_images=32,
+        landscape_points=31, landscape_pairs=8, stats_images=16,
+        real=RealPreset(height=192, width=640, batch_size=4, depth_steps=1200, feature_steps=600,
+                        seeds=list(range(8)), variants=["baseline", "fm_rec", "fm_dis_cvt"], sources=["raw"],
+                        num_workers=4),
+    ),
 }
 
 
 def get_preset(name: str) -> ExperimentPreset:
-    """A deep copy of a named preset (``tiny``, ``cpu``, ``gpu``)."""
+    """A deep copy of a named preset (``tiny``, ``cpu``, ``gpu``, ``decide``, ``decide_gpu``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown experiment preset {name!r}; choose one of {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name])
@@ -134,20 +154,31 @@ def get_preset(name: str) -> ExperimentPreset:
 # budget estimate
 # --------------------------------------------------------------------------------------------------
 
-#: Measured seconds per training step (forward + backward + step; median of the logged steps of the
-#: `cpu` preset run of docs/experiments.md), ResNet-18 everywhere, 64x192, batch 4, float32, 2 CPU
-#: threads on a quiet 2-core Xeon. Scaled linearly by pixels x batch.
+#: Measured seconds per training step (forward + backward + step), ResNet-18 everywhere, 64x192, batch 4,
+#: float32, 2 CPU threads on a quiet 2-core machine: the `cpu` preset run of docs/experiments.md, confirmed
+#: after the SSIM speed-up (depth/pose step about 0.3 s with 2 threads, 0.58 s with 1; FeatureNet 0.13 s).
 CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.13, "baseline": 0.29, "depth": 0.30, "joint": 0.46}
 _REF_PIXELS = 64 * 192 * 4
+#: Share of a 64x192 batch-4 step that does not grow with pixels x batch (per-layer overheads, the
+#: optimiser). A step at ``k`` times the pixels costs ``(FIXED + (1 - FIXED) k)`` times the reference. Fitted
+#: on the idle 640x192 batch-4 records (benchmarks/results/train_cpu.md, after the SSIM speed-up: baseline
+#: 1.70 s, two-stage 2.15 s, where linear scaling predicts 2.9 and 3.0 s); with it the 600-step three-seed
+#: run of docs/experiments.md is estimated at 40.8 min (measured 39.9; linear scaling said 45.8).
+FIXED_STEP_SHARE = 0.4
+#: Step time under ``train.amp=bf16`` relative to float32 (measured on the demo: about 0.75).
+BF16_STEP_FACTOR = 0.75
 #: Extra seconds per real KITTI sample (3 frames of 1242x375 PNG, resize, jitter) not hidden by the
 #: loader worker (measured: 96x320 steps took 0.63-0.69 s in all).
 REAL_DATA_SECONDS_PER_SAMPLE = 0.01
 
 
-def _step_seconds(stage: str, height: int, width: int, batch: int, device: str) -> float:
-    s = CPU_SECONDS_PER_STEP[stage] * (height * width * batch) / _REF_PIXELS
+def _step_seconds(stage: str, height: int, width: int, batch: int, device: str, amp: str = "none") -> float:
+    k = (height * width * batch) / _REF_PIXELS
+    s = CPU_SECONDS_PER_STEP[stage] * (FIXED_STEP_SHARE + (1.0 - FIXED_STEP_SHARE) * k)
+    if amp == "bf16":
+        s *= BF16_STEP_FACTOR
     if device.startswith("cuda"):
-        s = max(s / 25.0, 0.03)
+        s = max(s / 25.0, 0.03)  # a guess, never measured: no GPU was lent so far
     return s
 
 
@@ -158,20 +189,26 @@ def _device_name(device: str) -> str:
 
 
 def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: bool = True,
-                     synthetic: bool = True) -> dict[str, float]:
+                     synthetic: bool = True, device: str | None = None, amp: str = "none") -> dict[str, float]:
     """Rough wall-clock estimate of :func:`run_experiment` for ``preset`` (a quiet machine).
+
+    Args:
+        device: estimate for this device (``cpu``, ``cuda``) instead of the preset's (``auto``: this machine's).
+        amp: ``train.amp`` of the synthetic runs (``--set train.amp=bf16``: their steps take
+            :data:`BF16_STEP_FACTOR` of float32; the real-data runs keep float32).
 
     Returns ``{"synthetic": s, "featurenets": s, "real": s, "analysis": s, "total": s}``.
     """
-    dev = _device_name(preset.device)
+    dev = _device_name(device if device is not None else preset.device)
     p = preset
     variants = [VARIANTS[v] for v in p.variants]
-    synth = sum(_step_seconds(v.stage, p.height, p.width, p.batch_size, dev) * p.depth_steps for v in variants) * len(p.seeds)
+    synth = sum(_step_seconds(v.stage, p.height, p.width, p.batch_size, dev, amp) * p.depth_steps for v in variants) * len(p.seeds)
     settings = {v.featurenet for v in variants if v.featurenet}
-    fns = len(settings) * len(p.seeds) * p.feature_steps * _step_seconds("featurenet", p.height, p.width, p.batch_size, dev)
+    fns = len(settings) * len(p.seeds) * p.feature_steps * _step_seconds("featurenet", p.height, p.width, p.batch_size, dev, amp)
     n_runs = len(variants) * len(p.seeds)
     val_frames = p.synth_val_sequences * p.synth_frames
-    evaluation = n_runs * (3.0 + val_frames * (0.01 + 0.03 / max(1, p.eval_depth_stride)) * (p.height * p.width) / (64 * 192))
+    infer = 0.03 / 25.0 if dev.startswith("cuda") else 0.03  # per evaluated frame; the metrics stay on the CPU
+    evaluation = n_runs * (3.0 + val_frames * (0.01 + infer / max(1, p.eval_depth_stride)) * (p.height * p.width) / (64 * 192))
     data = (p.synth_sequences + p.synth_val_sequences) * p.synth_frames * 0.05 * (p.height * p.width) / (64 * 192)
     analysis = (15.0 + 0.3 * p.landscape_pairs * p.landscape_points) if landscape else 0.0
     real_s = 0.0

@@ -121,7 +121,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
 
     One section function per part of the report, in this order: setup, synthetic depth and pose (overall,
     per region, change relative to the baseline, every run), loss landscape, FeatureNet statistics, real
-    data, caveats. Each returns its Markdown blocks; the blocks are joined by newlines.
+    data, paired differences against the baseline (only when ``results`` holds ``paired_stats``), caveats. Each returns its Markdown blocks; the blocks are joined by newlines.
     """
     out = Path(out_dir)
     fig_dir = out / "figures"
@@ -143,6 +143,9 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
     real = results.get("real")
     if real:
         md += _real_section(real, results.get("preset", {}))
+    paired = results.get("paired_stats")
+    if paired and (paired.get("synthetic") or paired.get("real")):
+        md += _paired_section(paired)
     md += _caveats_section()
     path = out / "report.md"
     path.write_text("\n".join(md))
@@ -364,6 +367,36 @@ def _real_rows(real: Mapping[str, Any]) -> list[list[Any]]:
         rows.append(["raw (reference)", f"monodepth2 640×192 seed {rr['seed']}", 1, rr["steps"]]
                     + [_fmt(rr[k]) for k in DEPTH_KEYS] + ["–"])
     return rows
+
+
+def _paired_section(ps: Mapping[str, Any]) -> list[str]:
+    """Per-seed differences variant − baseline with t and bootstrap intervals (``results["paired_stats"]``,
+    :func:`featdepth.experiments.stats.paired_statistics`): one table for the synthetic scenes, one for the real clip."""
+    conf = 100 * float(ps.get("confidence", 0.95))
+    md = ["## Paired differences against the baseline (same seed)\n",
+          f"For every seed: metric of the variant − metric of `{ps.get('baseline', 'baseline')}` trained with the same "
+          "seed; negative = lower error than the baseline. Mean and sd (ddof 1) over the seeds; "
+          f"{conf:.0f} % confidence intervals of the mean difference: paired t (mean ± t·sd/√n) and percentile "
+          f"bootstrap ({ps.get('bootstrap_resamples')} resamples, seed {ps.get('bootstrap_seed')}; too narrow "
+          "with few seeds). `verdict` reads the t interval: `variant lower` or `variant higher` when it excludes "
+          "0, `undecided` when it contains 0.\n"]
+
+    def cells(row: Mapping[str, Any]) -> list[Any]:
+        verdict = "–" if row.get("n", 0) < 2 else {-1: "variant lower", 1: "variant higher"}.get(row.get("sign"), "undecided")
+        return [row.get("n"), _fmt(row.get("mean"), 4), _fmt(row.get("sd"), 4),
+                f"[{_fmt(row.get('low'), 4)}, {_fmt(row.get('high'), 4)}]",
+                f"[{_fmt(row.get('boot_low'), 4)}, {_fmt(row.get('boot_high'), 4)}]", verdict]
+
+    head = ["seeds", "mean diff", "sd", f"t {conf:.0f} % CI", f"bootstrap {conf:.0f} % CI", "verdict"]
+    if ps.get("synthetic"):
+        md.append("**Synthetic scenes** (held-out sequences; region `all` = every valid pixel)\n")
+        rows = [[f"`{r['variant']}`", r["region"], r["metric"]] + cells(r) for r in ps["synthetic"]]
+        md.append(_table(["variant", "region", "metric"] + head, rows) + "\n")
+    if ps.get("real"):
+        md.append("**Real clip** (depth: the 7 frames of `kitti_raw_tiny`; `odometry`: ATE5 on the odometry clip)\n")
+        rows = [[r["source"], f"`{r['variant']}`", r["region"], r["metric"]] + cells(r) for r in ps["real"]]
+        md.append(_table(["trained on", "variant", "region", "metric"] + head, rows) + "\n")
+    return md
 
 
 def _caveats_section() -> list[str]:

@@ -64,13 +64,15 @@ from featdepth.experiments.runs import (
     train_featurenet,
     train_variant,
 )
+from featdepth.experiments.stats import paired_statistics
 from featdepth.inference.loading import load
 from featdepth.inference.model import Model
 from featdepth.models.stage import StageNetworks
 from featdepth.utils.files import read_json, write_json
 from featdepth.utils.runtime import resolve_device, seed_everything
 
-__all__ = ["evaluate_synthetic_model", "BudgetOverrides", "RunOptions", "configure_preset", "run_experiment"]
+__all__ = ["evaluate_synthetic_model", "BudgetOverrides", "RunOptions", "configure_preset", "run_experiment", "amp_of",
+           "estimate_line"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,6 +248,22 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
     return p
 
 
+def amp_of(overrides: Sequence[str]) -> str:
+    """The ``train.amp`` set by config overrides (the last one wins; ``none`` without one)."""
+    amp = "none"
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() == "train.amp":
+            amp = value.strip()
+    return amp
+
+
+def estimate_line(est: Mapping[str, float]) -> str:
+    """One line: the estimated total time and its parts (:func:`~featdepth.experiments.presets.estimate_seconds`)."""
+    parts = ", ".join(f"{k} {format_duration(v)}" for k, v in est.items() if k != "total")
+    return f"estimated time on a quiet machine: {format_duration(est['total'])} ({parts})"
+
+
 def run_experiment(
     out_dir: str | Path,
     preset: str | ExperimentPreset = "cpu",
@@ -271,7 +289,8 @@ def run_experiment(
         command: the command line, recorded in the report.
 
     Returns:
-        The content of ``results.json``.
+        The content of ``results.json``; its ``paired_stats`` holds every variant's per-seed difference from
+        the baseline with t and bootstrap intervals (:func:`featdepth.experiments.stats.paired_statistics`).
     """
 
     t_start = time.perf_counter()
@@ -281,7 +300,9 @@ def run_experiment(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    est = estimate_seconds(p, real=real, landscape=opts.landscape and synthetic, synthetic=synthetic)
+    est = estimate_seconds(p, real=real, landscape=opts.landscape and synthetic, synthetic=synthetic,
+                           amp=amp_of(overrides))
+    log(estimate_line(est))  # first, before anything runs
     if synthetic:
         log(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds, {p.depth_steps} depth steps "
              f"(+{p.feature_steps} FeatureNet steps per shared FeatureNet), {p.height}x{p.width}, batch {p.batch_size}")
@@ -289,9 +310,6 @@ def run_experiment(
         r = p.real
         log(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x seeds {r.seeds}, {r.depth_steps} depth steps "
              f"(+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
-    log(f"estimated time on a quiet machine: {format_duration(est['total'])} (synthetic {format_duration(est['synthetic'])}, "
-         f"FeatureNets {format_duration(est['featurenets'])}, real {format_duration(est['real'])}, "
-         f"analysis {format_duration(est['analysis'])})")
 
     dev = resolve_device(p.device)
     data_dir = out / "data"
@@ -340,7 +358,7 @@ def run_experiment(
             if result_path.is_file() and s.get("reused"):
                 ev = read_json(result_path)["eval"]
             else:
-                system = load(s["checkpoint"], device=dev)
+                system = load(s["checkpoint"], device=dev, backend="eager")
                 ev = evaluate_synthetic_model(system, val_seqs, depth_stride=p.eval_depth_stride)
                 del system
             run = {"variant": v.name, "seed": job.seed, "out_dir": str(d), "checkpoint": s["checkpoint"],
@@ -382,6 +400,8 @@ def run_experiment(
             log(f"real data skipped: {exc}")
         write_json(out / "results.json", results)
 
+    # paired statistics: every variant against the baseline, seed by seed ----------------------
+    results["paired_stats"] = paired_statistics(results)
     results["wall_seconds"] = time.perf_counter() - t_start
     write_json(out / "results.json", results)
     report_path = report_mod.write_report(results, out)

@@ -76,7 +76,7 @@ def _build_networks(cfg: Config, stage: str, state: Mapping[str, Tensor], source
     pose_net = None
     if any(k.startswith("pose_net.") for k in state):
         size = tuple(m.pose_input_size) if m.pose_input_size else None
-        pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=None)
+        pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=None, output_scale=m.pose_output_scale)
     for name, net in (("depth_net", depth_net), ("pose_net", pose_net)):
         if net is None:
             continue
@@ -107,6 +107,7 @@ def load(
     batch_size: int = 8,
     official: Mapping[str, Any] | None = None,
     trust_checkpoint: bool = False,
+    backend: str = "auto",
 ) -> Model:
     """Load a trained model for inference.
 
@@ -125,11 +126,15 @@ def load(
         trust_checkpoint: allow full unpickling (which can run code) of a legacy file holding more than
             tensors and plain data, with a warning; only for files from a trusted source. Default: such a
             file is refused with a message naming ``--trust-checkpoint``.
+        backend: how the networks run (:mod:`featdepth.inference.backends`): ``"auto"`` (default: onnxruntime
+            on the CPU when installed, else channels_last; channels_last on CUDA), ``"eager"`` (float32 NCHW
+            PyTorch), ``"channels_last"`` or ``"onnxruntime"`` (exported on first use, cached on disk).
 
     Raises:
         ModelLoadError: not a checkpoint, a stage-1 (FeatureNet) checkpoint, or mismatched weights;
             the message names the file; a file refused by safe loading; non-finite weights (names the
-            first bad tensor). FileNotFoundError: missing path.
+            first bad tensor). FileNotFoundError: missing path. ValueError: an unknown backend, or an explicit
+            one that cannot run here (names the backend and the reason).
     """
     report = None
     official = dict(official or {})
@@ -184,6 +189,7 @@ def load(
         intrinsics=intrinsics,
         real_baseline=real_baseline,
         batch_size=batch_size,
+        backend=backend,
     )
     model.conversion_report = report
     step = ckpt.get("step")
@@ -203,7 +209,7 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *, tru
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"the weights file must end in .safetensors, got {out}")
-    model = load(checkpoint, device="cpu", official=official, trust_checkpoint=trust_checkpoint)
+    model = load(checkpoint, device="cpu", official=official, trust_checkpoint=trust_checkpoint, backend="eager")
     state = {
         "model": model.networks.state_dict(),
         "config": config_to_dict(model.config),

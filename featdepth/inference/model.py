@@ -52,9 +52,11 @@ from featdepth.models.pose_net import PoseNet
 from featdepth.utils.constants import KITTI_BASELINE, KITTI_NORMALIZED_K, REAL_BASELINES
 from featdepth.utils.runtime import resolve_device
 from featdepth.data.io import as_pixel_intrinsics, load_image
+from featdepth.inference.backends import BACKENDS, OnnxRuntimeEngine, resolve_backend
 from featdepth.inference.pointcloud import depth_to_points
 
 __all__ = [
+    "BACKENDS",
     "KITTI_BASELINE",
     "KITTI_NORMALIZED_K",
     "ASPECT_TOLERANCE",
@@ -298,6 +300,9 @@ class Model:
         has_pose: whether the model has a PoseNet (stereo-only models have none).
         config, stage, source: the training config, its stage and where the weights came from.
         conversion_report: the :class:`~featdepth.inference.official.MappingReport` for official checkpoints.
+        backend: how the networks run: ``"eager"``, ``"channels_last"`` or ``"onnxruntime"`` (what ``backend=``,
+            default ``"auto"``, resolved to; see :mod:`featdepth.inference.backends` and :meth:`set_backend`);
+            ``backend_note`` says why.
     """
 
     def __init__(
@@ -312,12 +317,14 @@ class Model:
         intrinsics: Any = None,
         real_baseline: float | None = None,
         batch_size: int = 8,
+        backend: str = "auto",
     ) -> None:
         self._init(networks, cfg, stage=stage, source=source, device=device, amp=amp, intrinsics=intrinsics,
-                   real_baseline=real_baseline, batch_size=batch_size, move=True)
+                   real_baseline=real_baseline, batch_size=batch_size, move=True, backend=backend)
 
     def _init(self, networks: _Networks, cfg: Config, *, stage: str, source: str, device: torch.device,
-              amp: str | None, intrinsics: Any, real_baseline: float | None, batch_size: int, move: bool) -> None:
+              amp: str | None, intrinsics: Any, real_baseline: float | None, batch_size: int, move: bool,
+              backend: str) -> None:
         self.networks = networks.to(device).eval() if move else networks
         self.config = cfg
         self.stage = stage
@@ -338,13 +345,20 @@ class Model:
         self.K = _normalise_intrinsics_arg(intrinsics)
         self.conversion_report = None
         self.step: int | None = None
+        self._owns_networks = move  # False: shared with a trainer (from_networks), never exported nor converted
+        self._engine: OnnxRuntimeEngine | None = None
+        self.set_backend(backend)
 
     @classmethod
     def from_networks(cls, depth_net: nn.Module, pose_net: nn.Module | None, cfg: Config, *, stage: str,
                       source: str = "<networks in memory>", device: str | torch.device | None = None,
-                      amp: str | None = None, intrinsics: Any = None, batch_size: int = 8) -> "Model":
+                      amp: str | None = None, intrinsics: Any = None, batch_size: int = 8,
+                      backend: str = "eager") -> "Model":
         """A model around existing networks, sharing them (no copy, modes and devices untouched unless
-        ``device`` is given). The trainer's validation and the experiments evaluate this way."""
+        ``device`` is given). The trainer's validation and the experiments evaluate this way.
+
+        ``backend``: ``"eager"`` (default; ``"auto"`` means it too) or ``"channels_last"`` (the inputs only: the
+        shared modules keep their memory format); never ``"onnxruntime"`` (the trainer changes the weights)."""
         networks = _Networks.__new__(_Networks)
         nn.Module.__init__(networks)
         networks.depth_net = depth_net
@@ -353,7 +367,7 @@ class Model:
             device = next(depth_net.parameters()).device
         model = cls.__new__(cls)
         model._init(networks, cfg, stage=stage, source=source, device=resolve_device(device, key="device"), amp=amp,
-                    intrinsics=intrinsics, real_baseline=None, batch_size=batch_size, move=False)
+                    intrinsics=intrinsics, real_baseline=None, batch_size=batch_size, move=False, backend=backend)
         return model
 
     # -- info ----------------------------------------------------------------------------
@@ -389,17 +403,80 @@ class Model:
             "depth_range": [self.min_depth, self.max_depth],
             "device": str(self.device),
             "amp": self.amp,
+            "backend": self.backend,
+            "backend_note": self.backend_note,
         }
 
     def __repr__(self) -> str:
         d = self.describe()
-        return f"Model({d['depth_network']}, {self.height}x{self.width}, depth_kind={self.depth_kind!r}, device={d['device']})"
+        return (f"Model({d['depth_network']}, {self.height}x{self.width}, depth_kind={self.depth_kind!r}, "
+                f"device={d['device']}, backend={self.backend!r})")
 
     def to(self, device: str | torch.device) -> "Model":
-        """Move the networks to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); returns ``self``."""
-        self.device = resolve_device(device, key="device")
+        """Move the networks to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``); returns ``self``.
+
+        The backend asked for is resolved again for the new device (``auto`` on CUDA is ``channels_last``).
+
+        Raises:
+            ValueError: an explicit ``onnxruntime`` backend and a non-CPU device.
+        """
+        device = resolve_device(device, key="device")
+        name, note = resolve_backend(self.backend_requested, device, amp=self.amp, shared=not self._owns_networks)
+        self.device = device
         self.networks.to(self.device)
+        self._use_backend(name, note)
         return self
+
+    def set_backend(self, backend: str) -> "Model":
+        """Run the networks with ``backend``: ``"auto"``, ``"eager"``, ``"channels_last"`` or ``"onnxruntime"``
+        (see :mod:`featdepth.inference.backends`); returns ``self``.
+
+        ``onnxruntime`` exports the networks on first use (or reads them from the disk cache); if that fails, an
+        ``auto`` model warns and continues with ``channels_last``, an explicit one raises a RuntimeError naming
+        the backend and the reason.
+
+        Raises:
+            ValueError: an unknown backend, or one that cannot run here (the message names it and says why).
+        """
+        name, note = resolve_backend(backend, self.device, amp=self.amp, shared=not self._owns_networks)
+        self.backend_requested = str(backend).strip().lower().replace("-", "_")
+        self._use_backend(name, note)
+        return self
+
+    def _use_backend(self, name: str, note: str) -> None:
+        self.backend, self.backend_note = name, note
+        if self._owns_networks:
+            fmt = torch.channels_last if name == "channels_last" else torch.contiguous_format
+            with torch.inference_mode(False):  # a fallback inside predict_depth: keep the weights normal tensors
+                self.networks.to(memory_format=fmt)
+        if name != "onnxruntime":
+            self._engine = None
+        elif self._engine is None:
+            self._engine = OnnxRuntimeEngine(self)
+
+    def _onnx_ready(self, kind: str, images: Tensor) -> bool:
+        """Whether the onnxruntime graph ``kind`` runs ``images`` (training size; exported on first use). On a
+        failed export: ``auto`` warns and switches to ``channels_last``; an explicit backend raises."""
+        if self.backend != "onnxruntime" or self._engine is None:
+            return False
+        if tuple(images.shape[-2:]) != (self.height, self.width):
+            return False  # the graphs have the training size; other sizes run in PyTorch
+        try:
+            self._engine.graph(kind)
+            return True
+        except Exception as exc:  # noqa: BLE001 - export, verification or onnxruntime: report and fall back
+            text = str(exc).strip()
+            reason = (text.splitlines()[0][:300] if text else type(exc).__name__)
+            what = f"backend 'onnxruntime' could not run the {kind} network of {self.source}: {reason}"
+            if self.backend_requested != "auto":
+                raise RuntimeError(what) from exc
+            warnings.warn(f"{what}; using channels_last instead", RuntimeWarning, stacklevel=4)
+            self._use_backend("channels_last", f"auto: onnxruntime failed ({reason}); channels_last instead")
+            return False
+
+    def _torch_input(self, images: Tensor) -> Tensor:
+        x = images.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.backend == "channels_last" else x
 
     # -- intrinsics ----------------------------------------------------------------------
     def set_intrinsics(self, K: Any, image_size: tuple[int, int] | None = None) -> None:
@@ -503,23 +580,30 @@ class Model:
 
         Returns:
             ``(B,1,H',W')`` float32 on the model's device (``H' = H`` for the FeatDepth and monodepth2
-            decoders). The networks' modes are not changed: use :meth:`evaluating`.
+            decoders). The networks' modes are not changed: use :meth:`evaluating`. Runs with the model's
+            :attr:`backend`: the onnxruntime graph for batches at the training size, else the PyTorch network
+            (always for :meth:`from_networks` models).
         """
+        if self._onnx_ready("depth", images):
+            return self._engine.disparity(images).to(self.device)
         with self._autocast():
-            disp = self.networks.depth_net(images.to(self.device))[0]
-        return disp.float()
+            disp = self.networks.depth_net(self._torch_input(images))[0]
+        return disp.float().contiguous()
 
     @torch.no_grad()
     def relative_pose(self, frame_a: Tensor, frame_b: Tensor) -> Tensor:
         """``T_{b<-a}`` ``(B,4,4)`` float32 for batches ``(B,3,H,W)`` at the network size (PoseNet sees
-        ``(earlier=a, later=b)``); see :meth:`predict_pose` for the convention."""
+        ``(earlier=a, later=b)``); see :meth:`predict_pose` for the convention. Runs with the model's
+        :attr:`backend`, like :meth:`disparity`."""
         if self.networks.pose_net is None:
             raise ValueError(
                 f"this model ({self.source}) has no PoseNet: the checkpoint holds no pose weights "
                 f"(training frames {self.config.data.frame_ids})"
             )
+        if self._onnx_ready("pose", frame_a):
+            return self._engine.pose(frame_a, frame_b).to(self.device)
         with self._autocast():
-            axis_angle, translation = self.networks.pose_net(frame_a.to(self.device), frame_b.to(self.device))
+            axis_angle, translation = self.networks.pose_net(self._torch_input(frame_a), self._torch_input(frame_b))
         return pose_from_axis_angle_translation(axis_angle.float(), translation.float())
 
     @torch.inference_mode()

@@ -73,7 +73,9 @@ class PoseNet(nn.Module):
     Callers pass (earlier, later) in time: for a source ``f < 0`` that is ``(I_f, I_0)``, for ``f > 0``
     ``(I_0, I_f)``, and invert the resulting transform for ``f < 0`` (docs/method.md §1.4).
 
-    Output: ``(axis_angle (B,3), translation (B,3))``, scaled by 0.01 in the decoder.
+        output_scale: factor on the decoder's averaged output (0.01 in the paper; ``model.pose_output_scale``).
+
+    Output: ``(axis_angle (B,3), translation (B,3))``, scaled by ``output_scale`` in the decoder.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class PoseNet(nn.Module):
         num_layers: int = 18,
         input_size: tuple[int, int] | None = (192, 640),
         weights: WeightsSpec = None,
+        output_scale: float = 0.01,
     ) -> None:
         super().__init__()
         if input_size is not None:
@@ -90,7 +93,7 @@ class PoseNet(nn.Module):
             input_size = (int(input_size[0]), int(input_size[1]))
         self.input_size: tuple[int, int] | None = input_size
         self.encoder = build_encoder(num_layers, num_input_images=2, weights=weights)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc)
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc, output_scale=output_scale)
 
     def prepare_input(self, frame_earlier: Tensor, frame_later: Tensor) -> Tensor:
         """Stack, resize and normalise the frames: returns the encoder input ``(B,6,h,w)``."""

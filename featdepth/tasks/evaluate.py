@@ -90,7 +90,7 @@ __all__ = [
 
 def load_for_evaluation(checkpoint: PathLike, device: torch.device | str = "cpu") -> Model:
     """The :class:`~featdepth.inference.model.Model` of a checkpoint (any kind :func:`featdepth.load` reads)."""
-    return load(checkpoint, device=device)
+    return load(checkpoint, device=device, backend="eager")  # the same numbers as validation (no ONNX export)
 
 
 def metric_scale_factor(cfg: Any, reference_baseline: float = KITTI_BASELINE) -> float:

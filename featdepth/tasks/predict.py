@@ -47,6 +47,7 @@ import csv
 import glob as globlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -58,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from featdepth.data.io import DataError, as_pixel_intrinsics, load_image
 from featdepth.evaluation.plots import colorize_disparity, plot_trajectories_topview
@@ -110,11 +112,14 @@ def import_av():
 # atomic writing
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
+def _png_bytes(array: np.ndarray, text: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for k, v in text.items():
+            info.add_text(k, v)
+    Image.fromarray(array).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 
@@ -124,9 +129,19 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def depth_to_png16(depth: np.ndarray) -> np.ndarray:
-    """KITTI 16-bit depth encoding: ``round(depth × 256)`` clipped to ``[0, 65535]``, uint16."""
-    return np.clip(np.round(np.asarray(depth, dtype=np.float64) * 256.0), 0, 65535).astype(np.uint16)
+def depth_to_png16(depth: np.ndarray, scale: float = 256.0) -> np.ndarray:
+    """16-bit depth encoding: ``round(depth × scale)`` clipped to ``[0, 65535]``, uint16 (KITTI: ``scale=256``)."""
+    return np.clip(np.round(np.asarray(depth, dtype=np.float64) * float(scale)), 0, 65535).astype(np.uint16)
+
+
+def png16_scale(depth_kind: str, max_depth: float) -> float:
+    """The factor of the 16-bit PNG encoding: KITTI's 256 for metres (1/256 m steps, up to 256 m). Relative depth
+    (unknown scale, any range) gets the largest factor that keeps the model's whole depth range
+    ``(0, max_depth]`` below 65535, so nothing clips and no precision is wasted; it is recorded in
+    ``summary.json`` and in each PNG's text chunk ``featdepth:depth_scale`` (depth = value / scale)."""
+    if depth_kind.startswith("metric") or not (max_depth > 0 and math.isfinite(max_depth)):
+        return 256.0
+    return 65535.0 / float(max_depth)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -665,7 +680,7 @@ def _depth_at(model: Any, disp: float, factor: float) -> float:
 
 def _with_colorbar(colour: np.ndarray, vmin: float, vmax: float, cmap: str, near: float, far: float, unit: str) -> np.ndarray:
     """``colour`` with a vertical colour bar on the right: top = ``vmax`` (near), bottom = ``vmin`` (far), labelled in depth."""
-    from PIL import Image, ImageDraw
+
 
     h, w = colour.shape[:2]
     bar_w = max(8, w // 40)
@@ -742,6 +757,12 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
         stem = source.paths[0].stem if source.kind == "video" else (source.title or "images")
         writer = _SideBySideWriter(out / f"{stem}_side_by_side.mp4", opts.fps or source.fps or 10.0, opts.codec)
     counts = {"color": 0, "npy": 0, "png16": 0, "ply": 0}
+    png_scale = png16_scale(kind, model.network_max_depth * factor)
+    png_text = {"featdepth:depth_scale": repr(png_scale), "featdepth:depth_kind": kind,
+                "featdepth:decode": "depth = value / depth_scale"}
+    if opts.png16 and not kind.startswith("metric"):
+        _warn(opts, f"16-bit PNGs hold relative depth (unknown scale): value = round(depth x {png_scale:.4g}), "
+                    "recorded in summary.json and in each PNG's text chunk")
     rows: list[list[Any]] = []
     ply_points = 0
     bar = None
@@ -779,7 +800,7 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
                     counts["npy"] += 1
                     written.append(f"{name}_depth.npy")
                 if opts.png16:
-                    _write(out / f"{name}_depth.png", _png_bytes(depth_to_png16(depth)))
+                    _write(out / f"{name}_depth.png", _png_bytes(depth_to_png16(depth, png_scale), png_text))
                     counts["png16"] += 1
                     written.append(f"{name}_depth.png")
                 if opts.ply:
@@ -833,7 +854,8 @@ def run_predict(model: Any, source: InputSource, out_dir: str | os.PathLike, opt
                   "path": str(source.paths[0]) if source.kind == "video" or len(source.paths) == 1 else f"{len(source.paths)} images"},
         "model": model.describe(),
         "outputs": {k: v for k, v in counts.items() if v},
-        "png16_encoding": "round(depth * 256) clipped to [0, 65535]" if counts["png16"] else None,
+        "png16_encoding": (f"round(depth * {png_scale!r}) clipped to [0, 65535]" if counts["png16"] else None),
+        "png16_scale": png_scale if counts["png16"] else None,
         "ply_points": ply_points if counts["ply"] else None,
         "side_by_side_video": writer_path,
         "index": str(out / "index.csv"),

@@ -64,3 +64,28 @@ def test_demo_writes_metrics_pictures_and_checkpoint(tmp_path):
     assert metrics["zero_motion"]["ate5"] > 0
     assert (out / "checkpoint.pt").is_file() and (out / "trajectory.png").is_file()
     assert len(list(out.glob("depth_*.png"))) == 3
+
+
+def test_demo_runs_the_baseline_stage(tmp_path):
+    """`featdepth demo --set train.stage=baseline` trains and evaluates the photometric-only baseline (it used to
+    train, then fail to load the baseline checkpoint into a two-stage system)."""
+    out = tmp_path / "demo_base"
+    assert main(["demo", "--out", str(out), "--steps", "1", "--device", "cpu", "--set", "train.stage=baseline",
+                 "--set", "data.synth_frames=8", "--set", "data.synth_sequences=1", "--set", "data.num_workers=0",
+                 "--set", "train.progress=false"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stage"] == "baseline" and metrics["steps"]["baseline"] == 1
+    assert metrics["steps"]["featurenet"] is None and not (out / "run" / "featurenet").exists()
+    assert set(metrics["take_off"]) == {"abs_rel_ratio", "ate5_ratio", "passed"}
+
+
+def test_take_off_criterion():
+    from featdepth.tasks.demo import take_off
+
+    def m(ini, fin, ate, zero):
+        return {"initial": {"abs_rel": ini}, "final": {"abs_rel": fin, "ate5": ate}, "zero_motion": {"ate5": zero}}
+
+    assert take_off(m(0.4, 0.24, 0.7, 1.0)) == {"abs_rel_ratio": pytest.approx(0.6), "ate5_ratio": 0.7, "passed": True}
+    assert not take_off(m(0.4, 0.25, 0.1, 1.0))["passed"]  # depth ratio 0.625
+    assert not take_off(m(0.4, 0.1, 0.71, 1.0))["passed"]  # pose ratio 0.71
+    assert take_off(m(0.4, 0.1, None, 1.0)) == {"abs_rel_ratio": 0.25, "ate5_ratio": None, "passed": False}

@@ -108,3 +108,25 @@ def test_evaluation_restores_training_mode(nets):
         assert n.depth_net.training and n.pose_net.training
     finally:
         n.eval()
+
+
+def test_short_trajectories_get_the_devkit_errors_on_short_segments_and_a_heading_error():
+    """A 60 m turning trajectory: no 100 m KITTI segment, so t_err/r_err use 10-50 m segments; predicting the
+    ground truth gives zero errors, predicting a straight line misses the whole turn (heading error = the turn)."""
+    from featdepth.evaluation.loop import heading_error_deg
+    from featdepth.evaluation.pose_metrics import kitti_odometry_errors
+
+    n, yaw_total = 61, np.radians(30.0)
+    poses = np.stack([np.eye(4) for _ in range(n)])
+    yaw = np.linspace(0.0, yaw_total, n)
+    for i in range(1, n):
+        c, s = np.cos(yaw[i]), np.sin(yaw[i])
+        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        poses[i, :3, 3] = poses[i - 1, :3, 3] + poses[i - 1, :3, :3] @ np.array([0.0, 0.0, 1.0])
+    straight = np.stack([np.eye(4) for _ in range(n)])
+    straight[:, 2, 3] = np.arange(n)
+    assert heading_error_deg(poses, poses) == pytest.approx(0.0, abs=1e-6)
+    assert heading_error_deg(poses, straight) == pytest.approx(30.0, abs=1e-6)
+    assert kitti_odometry_errors(poses, poses, align="scale")["num_segments"] == 0
+    short = kitti_odometry_errors(poses, straight, align="scale", lengths=(10.0, 20.0, 30.0, 40.0, 50.0))
+    assert short["num_segments"] > 0 and short["r_err_deg_per_100m"] > 10.0

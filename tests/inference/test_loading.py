@@ -49,7 +49,7 @@ def test_monodepth2_folder(tmp_path):
 
 
 def test_from_networks_shares_modules_and_restores_modes(tmp_path):
-    model = load(make_tiny_checkpoint(tmp_path / "m.pt", decoder="monodepth2"), device="cpu")
+    model = load(make_tiny_checkpoint(tmp_path / "m.pt", decoder="monodepth2"), device="cpu", backend="eager")
     shared = Model.from_networks(model.depth_net, model.pose_net, model.config, stage=model.stage)
     assert shared.depth_net is model.depth_net
     model.depth_net.train()

@@ -132,3 +132,16 @@ class TestPoseNet:
         assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
         for name in ("encoder.encoder.conv1.weight", "decoder.reduce.weight", "decoder.conv3.weight", "decoder.conv3.bias"):
             assert grads[name].abs().sum() > 0, name
+
+
+def test_output_scale_is_configurable_and_linear():
+    """``model.pose_output_scale``: the same weights with 10x the factor give 10x the motion."""
+    torch.manual_seed(0)
+    a = PoseNet(num_layers=18, input_size=None, output_scale=0.01).eval()
+    b = PoseNet(num_layers=18, input_size=None, output_scale=0.1).eval()
+    b.load_state_dict(a.state_dict())
+    x, y = torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192)
+    with torch.no_grad():
+        (ra, ta), (rb, tb) = a(x, y), b(x, y)
+    torch.testing.assert_close(rb, 10 * ra)
+    torch.testing.assert_close(tb, 10 * ta)

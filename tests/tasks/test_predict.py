@@ -84,12 +84,14 @@ class TestKittiImages:
             assert np.isfinite(depth).all() and depth.min() >= 0.1 - 1e-6 and depth.max() <= 100.0 + 1e-4
             if path == frames[0]:
                 np.testing.assert_allclose(depth, model.predict_depth(rgb), rtol=1e-5)
-            # 16-bit PNG decodes to round(depth * 256)
+            # 16-bit PNG decodes to round(depth * S); relative depth: S = 65535 / max_depth (no clipping, recorded)
             png16 = Image.open(out / f"{name}_depth.png")
             assert png16.mode.startswith("I")
+            scale = float(png16.text["featdepth:depth_scale"])
+            assert scale == pytest.approx(65535.0 / 100.0) == pytest.approx(summary["png16_scale"])
             png = np.asarray(png16).astype(np.float64)
             assert png.shape == (h, w) and png.max() <= 65535
-            assert np.abs(png - depth.astype(np.float64) * 256.0).max() <= 0.5 + 1e-3
+            assert np.abs(png - depth.astype(np.float64) * scale).max() <= 0.5 + 1e-3
             # the PLY has one vertex per pixel, coloured with the input pixel, at the KITTI intrinsics
             info, rec = parse_ply(out / f"{name}.ply")
             assert info == {"format": "binary_little_endian", "count": h * w}
