@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from featdepth.config import Config, load_config
 from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_names
@@ -40,15 +40,26 @@ def _log(msg: str) -> None:
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
-def _picture(path: Path, image: torch.Tensor, disp: np.ndarray, gt_depth: np.ndarray | None) -> None:
+def _picture(path: Path, image: torch.Tensor, disp: np.ndarray, gt_depth: np.ndarray | None, *,
+             min_height: int = 192) -> None:
+    """Labelled panels side by side: input | predicted disparity | ground-truth inverse depth (magma, 95th
+    percentile), enlarged to at least ``min_height`` pixels (nearest neighbour: the pixels the network saw)."""
     img = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
     h, w = img.shape[:2]
-    panels = [img, np.asarray(Image.fromarray(colorize_disparity(disp)).resize((w, h), Image.Resampling.BILINEAR))]
+    panels = [("input", img),
+              ("predicted disparity", np.asarray(Image.fromarray(colorize_disparity(disp)).resize((w, h), Image.Resampling.BILINEAR)))]
     if gt_depth is not None:
         inv = np.where(gt_depth > 0, 1.0 / np.maximum(gt_depth, 1e-6), 0.0).astype(np.float32)
         gt_img = Image.fromarray(colorize_disparity(inv)).resize((w, h), Image.Resampling.NEAREST)
-        panels.append(np.asarray(gt_img))
-    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+        panels.append(("ground truth 1/depth", np.asarray(gt_img)))
+    k = max(1, -(-min_height // h))
+    label_h = 16
+    canvas = Image.new("RGB", (len(panels) * w * k, h * k + label_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, panel) in enumerate(panels):
+        canvas.paste(Image.fromarray(panel).resize((w * k, h * k), Image.Resampling.NEAREST), (i * w * k, label_h))
+        draw.text((i * w * k + 4, 2), label, fill="black")
+    canvas.save(path)
 
 
 def _evaluate(model: Model, cfg: Config, names: Sequence[str]) -> dict[str, Any]:

@@ -64,6 +64,10 @@ def test_demo_writes_metrics_pictures_and_checkpoint(tmp_path):
     assert metrics["zero_motion"]["ate5"] > 0
     assert (out / "checkpoint.pt").is_file() and (out / "trajectory.png").is_file()
     assert len(list(out.glob("depth_*.png"))) == 3
+    from PIL import Image
+
+    picture = Image.open(out / "depth_0.png")  # three labelled panels, enlarged from 192x64 to 192 px high
+    assert picture.size == (3 * 192 * 3, 3 * 64 + 16)
 
 
 def test_demo_runs_the_baseline_stage(tmp_path):
