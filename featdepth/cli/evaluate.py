@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--pred-kind", choices=["disparity", "depth"], default="disparity",
                      help="what --pred holds (disparity: proportional to 1/depth, resized then inverted)")
     src.add_argument("--gt", help="gt_depths.npz (monodepth2 format); default with --checkpoint: the dataset's GT depth")
+    src.add_argument("--mask-invalid", action="store_true",
+                     help="--pred files: leave NaN, infinite or negative predicted values out (counted in the report) "
+                          "instead of refusing the file")
     q = p.add_argument_group("protocol")
     q.add_argument("--protocol", choices=["eigen", "eigen_benchmark"], default="eigen",
                    help="eigen: Garg crop, 1e-3 < gt < 80; eigen_benchmark: improved GT, gt > 0, no crop")
@@ -136,8 +139,11 @@ def cmd_evaluate_depth(args: argparse.Namespace) -> int:
             raise CLIError("--scaling camera-height needs the model (--checkpoint with --data-path): the scale comes "
                            "from the predicted depth and the dataset's intrinsics")
         ev = evaluate_depth_files(args.pred, args.gt, pred_kind=args.pred_kind, protocol=args.protocol,
-                                  scaling=args.scaling, min_depth=args.min_depth, max_depth=args.max_depth)
+                                  scaling=args.scaling, min_depth=args.min_depth, max_depth=args.max_depth,
+                                  invalid_predictions="mask" if args.mask_invalid else "error")
     else:
+        if args.mask_invalid:
+            raise CLIError("--mask-invalid applies to --pred files; a checkpoint predicting non-finite depth is broken")
         if args.data_path is None:
             raise CLIError("--checkpoint needs --data-path (KITTI raw root, or a folder dataset with --dataset folder)")
         resolve_split(args, required=False)

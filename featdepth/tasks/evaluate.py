@@ -282,6 +282,9 @@ class DepthEvaluation:
             "",
             f"median ratio (median gt / median pred): {r.ratio_median:.3f}, spread std(ratio / median) {r.ratio_std:.3f}",
         ]
+        if getattr(r, "num_masked_predictions", 0):
+            lines.append(f"masked: {r.num_masked_predictions} ground-truth pixels left out because the prediction "
+                         "there was NaN, infinite or negative (--mask-invalid)")
         return "\n".join(lines + _camera_height_lines(r))
 
 
@@ -318,8 +321,12 @@ def evaluate_depth_files(
     scaling: Union[str, float, None] = "median",
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
+    invalid_predictions: str = "error",
 ) -> DepthEvaluation:
     """Evaluate precomputed predictions against ``gt_depths.npz``.
+
+    NaN, infinite or negative predicted values are an error naming the file and the count; with
+    ``invalid_predictions="mask"`` those pixels are left out and counted in the result.
 
     Args:
         pred_path: ``.npy`` or ``.npz`` with ``(N, h, w)`` (or ``(N, 1, h, w)``) predictions in GT order.
@@ -343,7 +350,8 @@ def evaluate_depth_files(
         raise ValueError(f"{pred_path} holds {len(preds)} predictions but {gt_path} holds {len(gts)} ground-truth maps")
     try:
         result = evaluate_depth(gts, preds, protocol=protocol, scaling=scaling, min_depth=min_depth, max_depth=max_depth,
-                                preds_are_disparity=pred_kind == "disparity")
+                                preds_are_disparity=pred_kind == "disparity", invalid_predictions=invalid_predictions,
+                                source=str(pred_path))
     except ValueError as exc:
         raise ValueError(f"{pred_path} vs {gt_path}: {exc}") from exc
     source = {"predictions": str(pred_path), "pred_kind": pred_kind, "gt": str(gt_path)}

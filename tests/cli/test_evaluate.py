@@ -264,3 +264,24 @@ def test_export_gt_benchmark_and_missing_scans(shared_data, tmp_path, capsys):
     rc, out, err = _run(capsys, "data", "export-gt", "--data-path", raw, "--split", "eigen", "--out", tmp_path / "v.npz")
     assert rc == 2 and "--split-dir and --split go together" in err
     assert DRIVE in split.read_text()
+
+
+def test_non_finite_predictions_are_refused_unless_masked(tmp_path, capsys):
+    """A prediction file with a NaN patch: an error naming the file and the count (exit 1), or with
+    --mask-invalid the pixels are left out and the report says how many."""
+    from featdepth.evaluation.gt_export import save_gt_depths
+
+    rng = np.random.default_rng(0)
+    gts = [rng.uniform(1.0, 50.0, (20, 30)).astype(np.float32) for _ in range(2)]
+    gt_file = save_gt_depths(tmp_path / "gt.npz", gts)
+    pred = np.stack([1.0 / g for g in gts]).astype(np.float32)
+    pred[1, 2:4, 5:8] = np.nan
+    np.save(tmp_path / "pred.npy", pred)
+    rc = main(["evaluate", "depth", "--pred", str(tmp_path / "pred.npy"), "--gt", str(gt_file),
+               "--protocol", "eigen_benchmark", "--scaling", "none"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "pred.npy" in err and "6 of 600" in err
+    rc = main(["evaluate", "depth", "--pred", str(tmp_path / "pred.npy"), "--gt", str(gt_file),
+               "--protocol", "eigen_benchmark", "--scaling", "none", "--mask-invalid"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "masked: 6 ground-truth pixels" in out
