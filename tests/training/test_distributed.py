@@ -64,6 +64,10 @@ def _equivalence_cfg():
     return load_config("synthetic_small", [
         "train.stage=joint", "train.run_feature_stage=false", f"data.height={H}", f"data.width={W}",
         "data.frame_ids=[0,-1,1]", "loss.noise_std=0",
+        # The equivalence does not depend on PoseNet's output factor; the tolerance below was set for float32
+        # summation noise at the paper's 0.01. With synthetic_small's 0.1 the pose gradients are 10x larger and
+        # that noise reached 1.2e-5 of the largest gradient (measured), just over the 1e-5 bound.
+        "model.pose_output_scale=0.01",
     ])
 
 

@@ -121,7 +121,7 @@ def test_checkpoint_frequency_settings(synth_root, tmp_path):
         records = json.loads((run / "checkpoints" / "checkpoints.json").read_text())["checkpoints"]
         return sorted(r["step"] for r in records)
 
-    base = ["data.num_workers=0", "train.keep_checkpoints=20", "optim.max_steps=5"]
+    base = ["data.num_workers=0", "train.keep_checkpoints=6", "optim.max_steps=5"]
     cfg = tiny_cfg(synth_root, tmp_path / "none", "baseline", "[0,-1,1]", *base, "train.checkpoint_every_epochs=0")
     trainer = Trainer(cfg)
     per_epoch = trainer.sampler.batches_per_epoch
