@@ -364,6 +364,35 @@ def load_folder_sequence(root: PathLike, name: str, height: int, width: int) -> 
     return SequenceData(name, torch.stack(images), depths, poses, regions)
 
 
+def evaluate_pose_sequences(model: Model, sequences: Sequence[SequenceData]) -> dict[str, Any]:
+    """:func:`evaluate_pose` over the sequences that have poses, pooled: ``ate5``, ``ate5_std`` and
+    ``zero_motion_ate5`` over all snippets, ``t_err``/``r_err`` (means where defined, else ``None``),
+    ``heading_error_deg`` (mean) and ``trajectories`` (per sequence ``{"gt", "pred"}``). Only ``trajectories``
+    when the model has no PoseNet or no sequence has poses."""
+    out: dict[str, Any] = {"trajectories": {}}
+    ates, zeros, t_errs, r_errs, headings = [], [], [], [], []
+    if model.has_pose:
+        for s in sequences:
+            if s.poses is None or len(s.poses) < 2:
+                continue
+            pose = evaluate_pose(model, s.images, s.poses)
+            ates.extend(pose["ate5_per_snippet"])
+            zeros.extend(pose["zero_motion_per_snippet"])
+            if pose["t_err"] is not None:
+                t_errs.append(pose["t_err"])
+                r_errs.append(pose["r_err"])
+            headings.append(pose["heading_error_deg"])
+            out["trajectories"][s.name] = pose["trajectory"]
+    if ates:
+        out["ate5"] = float(np.mean(ates))
+        out["ate5_std"] = float(np.std(ates))
+        out["zero_motion_ate5"] = float(np.mean(zeros))
+        out["t_err"] = float(np.mean(t_errs)) if t_errs else None
+        out["r_err"] = float(np.mean(r_errs)) if r_errs else None
+        out["heading_error_deg"] = float(np.mean(headings))
+    return out
+
+
 def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, height: int, width: int,
                        max_depth: float = 80.0, sequences: Sequence[SequenceData] | None = None) -> dict[str, Any]:
     """Depth (per-image median scaling, ``1e-3 < gt < max_depth``, no crop) and pose on held-out sequences.
@@ -388,24 +417,5 @@ def evaluate_sequences(model: Model, root: PathLike, names: Sequence[str], *, he
                                         max_depth=max_depth)
         result["depth"] = dict(res.metrics)
         result["depth_ratio"] = res.ratio_median
-    ates, zeros, t_errs, r_errs, headings = [], [], [], [], []
-    if model.has_pose:
-        for s in seqs:
-            if s.poses is None or len(s.poses) < 2:
-                continue
-            pose = evaluate_pose(model, s.images, s.poses)
-            ates.extend(pose["ate5_per_snippet"])
-            zeros.extend(pose["zero_motion_per_snippet"])
-            if pose["t_err"] is not None:
-                t_errs.append(pose["t_err"])
-                r_errs.append(pose["r_err"])
-            headings.append(pose["heading_error_deg"])
-            result["trajectories"][s.name] = pose["trajectory"]
-    if ates:
-        result["ate5"] = float(np.mean(ates))
-        result["ate5_std"] = float(np.std(ates))
-        result["zero_motion_ate5"] = float(np.mean(zeros))
-        result["t_err"] = float(np.mean(t_errs)) if t_errs else None
-        result["r_err"] = float(np.mean(r_errs)) if r_errs else None
-        result["heading_error_deg"] = float(np.mean(headings))
+    result.update(evaluate_pose_sequences(model, seqs))
     return result

@@ -44,7 +44,7 @@ import torch
 
 from featdepth.config import load_config
 from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_names
-from featdepth.evaluation.loop import SequenceData, evaluate_pose, load_folder_sequence, predict_scaled_disparities
+from featdepth.evaluation.loop import SequenceData, evaluate_pose_sequences, load_folder_sequence, predict_scaled_disparities
 from featdepth.experiments import feature_stats, landscape, realdata
 from featdepth.experiments import report as report_mod
 from featdepth.experiments.presets import (
@@ -93,7 +93,7 @@ def evaluate_synthetic_model(model: Model, sequences: Sequence[SequenceData], *,
     Returns:
         ``{"depth": evaluate_region_depth(...), "ate5", "ate5_std", "zero_motion_ate5", "t_err", "r_err", "images"}``.
     """
-    gts, preds, regs, ates, zero, r_errs, t_errs = [], [], [], [], [], [], []
+    gts, preds, regs = [], [], []
     for seq in sequences:
         if not seq.depths or not seq.regions:
             raise ValueError(f"sequence {seq.name} has no GT depth or region labels")
@@ -102,23 +102,12 @@ def evaluate_synthetic_model(model: Model, sequences: Sequence[SequenceData], *,
         gts.extend(seq.depths[i] for i in idx)
         regs.extend(seq.regions[i] for i in idx)
         preds.extend(1.0 / d for d in scaled)  # depth = 1 / scaled disparity (disp_to_depth)
-        if seq.poses is not None and model.has_pose and len(seq.poses) > 1:
-            pose = evaluate_pose(model, seq.images, seq.poses)
-            ates.extend(pose["ate5_per_snippet"])
-            zero.extend(pose["zero_motion_per_snippet"])
-            if pose["r_err"] is not None:
-                r_errs.append(pose["r_err"])
-                t_errs.append(pose["t_err"])
     out: dict[str, Any] = {
         "depth": evaluate_region_depth(gts, preds, regs, region_ids=region_ids, max_depth=max_depth),
         "images": len(gts),
     }
-    if ates:
-        out["ate5"] = float(np.mean(ates))
-        out["ate5_std"] = float(np.std(ates))
-        out["zero_motion_ate5"] = float(np.mean(zero))
-        out["t_err"] = float(np.mean(t_errs)) if t_errs else None
-        out["r_err"] = float(np.mean(r_errs)) if r_errs else None
+    pose = evaluate_pose_sequences(model, sequences)
+    out.update({k: pose[k] for k in ("ate5", "ate5_std", "zero_motion_ate5", "t_err", "r_err") if k in pose})
     return out
 
 
