@@ -27,6 +27,18 @@ import sys
 from typing import Any
 
 
+def _featurenet_seeds(values: list[str] | None) -> list[int] | str | None:
+    """``--featurenet-seeds``: ``None`` (the preset's), ``"each"`` or a list of seeds."""
+    if values is None:
+        return None
+    if values == ["each"]:
+        return "each"
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise SystemExit(f"featdepth experiment: --featurenet-seeds takes seeds (integers) or the word 'each', got {' '.join(values)}")
+
+
 def cmd_experiment_run(args: argparse.Namespace) -> int:
     from featdepth.experiments.presets import estimate_seconds  # lazy: keeps `featdepth --help` fast
     from featdepth.experiments.runner import BudgetOverrides, RunOptions  # lazy: keeps `featdepth --help` fast
@@ -36,7 +48,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     budget = BudgetOverrides(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
                              real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
                              real_sources=args.real_sources, real_seeds=args.real_seeds, real_size=args.real_size,
-                             device=args.device)
+                             device=args.device, featurenet_seeds=_featurenet_seeds(args.featurenet_seeds))
     options = RunOptions(synthetic=not args.no_synthetic, real=not args.no_real, landscape=not args.no_landscape,
                          shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
     if args.dry_run:
@@ -44,8 +56,12 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         est = estimate_seconds(p, real=options.real, landscape=options.landscape, synthetic=options.synthetic,
                                amp=amp_of(args.overrides))
         print(estimate_line(est))  # the estimate first, as `run` logs it
+        fn = ("one FeatureNet per seed" if p.featurenet_seeds is None
+              else f"FeatureNets of seed(s) {p.featurenet_seeds} shared by all seeds")
+        sweep = f"; weight sweep: {', '.join(p.sweep_featurenets)}" if p.sweep_featurenets else ""
         print(f"preset {p.name}: {len(p.variants)} variants ({', '.join(p.variants)}) x {len(p.seeds)} seeds, "
-              f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps), {p.height}x{p.width}, batch {p.batch_size}")
+              f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps; {fn}{sweep}), {p.height}x{p.width}, "
+              f"batch {p.batch_size}")
         if options.real and p.real is not None:
             r = p.real
             print(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x {len(r.seeds)} seeds, {r.depth_steps} "
@@ -95,6 +111,9 @@ def register(sub: Any) -> None:
     p.add_argument("--real-steps", type=int, help="depth/pose steps of the real-data runs")
     p.add_argument("--real-feature-steps", type=int, help="FeatureNet steps of the real-data runs")
     p.add_argument("--real-sources", nargs="+", choices=["raw", "odom"], help="real clips to train on (default: the preset's)")
+    p.add_argument("--featurenet-seeds", nargs="+", metavar="SEED",
+                   help="train the synthetic FeatureNets for these seeds only and share them across the depth runs; "
+                        "'each' trains one per seed (default: the preset's)")
     p.add_argument("--real-seeds", type=int, nargs="+", help="seeds of the real-data runs (default: the first of --seeds)")
     p.add_argument("--real-size", type=int, nargs=2, metavar=("H", "W"),
                    help="resolution of the real-data runs, multiples of 32 (default: the preset's)")

@@ -13,6 +13,10 @@ FEATURENET_SETTINGS: dict[str, tuple[float, float]] = {
     "rec": (0.0, 0.0),
     "rec_dis": (1e-3, 0.0),
     "rec_dis_cvt": (1e-3, 1e-3),
+    # the weight sweep of the analysis (docs/experiments.md "Deciding the claim"): FeatureNets trained for the
+    # landscape and the feature statistics only (ExperimentPreset.sweep_featurenets), no depth runs
+    "rec_dis_cvt_1e-2": (1e-2, 1e-2),
+    "rec_dis_cvt_1e-1": (1e-1, 1e-1),
 }
 
 
@@ -45,6 +49,15 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def featurenet_seed_for(seeds: list[int], featurenet_seeds: list[int] | None, seed: int) -> int:
+    """The FeatureNet seed of the depth run with ``seed`` (itself, or shared: ``featurenet_seeds[i % n]``)."""
+    if featurenet_seeds is None:
+        return seed
+    if not featurenet_seeds:
+        raise ValueError("featurenet_seeds must name at least one seed (or be None: one FeatureNet per seed)")
+    return featurenet_seeds[list(seeds).index(seed) % len(featurenet_seeds)]
+
+
 @dataclass
 class RealPreset:
     """The real-data part (:mod:`featdepth.experiments.realdata`)."""
@@ -58,6 +71,8 @@ class RealPreset:
     variants: list[str] = field(default_factory=lambda: ["baseline", "fm_dis_cvt"])
     sources: list[str] = field(default_factory=lambda: ["raw"])  # raw (kitti_raw_tiny) | odom (kitti_odom_06_tiny)
     num_workers: int = 1
+    #: train FeatureNets for these seeds only and share them (see ExperimentPreset.featurenet_seeds)
+    featurenet_seeds: list[int] | None = None
 
 
 @dataclass
@@ -88,6 +103,20 @@ class ExperimentPreset:
     eval_depth_stride: int = 1  # depth metrics on every k-th held-out frame (poses always use every frame)
     real: RealPreset | None = None
     device: str = "auto"
+    #: ``None``: one FeatureNet per (setting, seed). A list: FeatureNets are trained for these seeds only and
+    #: shared: the depth run of the i-th seed uses the FeatureNet of ``featurenet_seeds[i % len]``. With a fixed
+    #: compute budget this buys FeatureNets trained until their loss flattens instead of many barely trained ones.
+    featurenet_seeds: list[int] | None = None
+    #: extra FEATURENET_SETTINGS trained (first FeatureNet seed only) for the landscape and statistics alone
+    sweep_featurenets: list[str] = field(default_factory=list)
+
+    def featurenet_seed(self, seed: int) -> int:
+        """The seed of the FeatureNet used by the depth run of ``seed``."""
+        return featurenet_seed_for(self.seeds, self.featurenet_seeds, seed)
+
+    def featurenet_seed_list(self) -> list[int]:
+        """The seeds for which FeatureNets are trained."""
+        return list(self.seeds if self.featurenet_seeds is None else self.featurenet_seeds)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,23 +151,28 @@ PRESETS: dict[str, ExperimentPreset] = {
     ),
     # "Deciding the claim" (docs/experiments.md): baseline vs fm_rec vs fm_dis_cvt with 8 seeds each on the
     # demo's synthetic recipe (synthetic_small: pose_output_scale 0.1, 6 training sequences of 60 frames),
-    # paired per seed; the real clip with 4 seeds. Sized to estimate_seconds <= 85 min on 2 quiet CPU cores.
+    # paired per seed; the real clip with 4 seeds. One FeatureNet per setting (seed 0), trained 12x longer than
+    # the 100 steps per seed before, shared by every seed; the weight sweep (dis = cvt = 1e-2, 1e-1) for the
+    # landscape and statistics. Sized to estimate_seconds <= 85 min on 2 quiet CPU cores.
     "decide": ExperimentPreset(
-        name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=100,
+        name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=1200,
         seeds=[0, 1, 2, 3, 4, 5, 6, 7], variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=6,
         synth_val_sequences=2, synth_frames=60, warmup_iters=50, landscape_points=31, landscape_pairs=3,
-        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=300, feature_steps=150, seeds=[0, 1, 2, 3],
-                        variants=["baseline", "fm_dis_cvt"], sources=["raw"], num_workers=1),
+        featurenet_seeds=[0], sweep_featurenets=["rec_dis_cvt_1e-2", "rec_dis_cvt_1e-1"],
+        real=RealPreset(height=96, width=320, batch_size=4, depth_steps=240, feature_steps=400, seeds=[0, 1, 2, 3],
+                        variants=["baseline", "fm_dis_cvt"], sources=["raw"], num_workers=1, featurenet_seeds=[0]),
     ),
-    # the same comparison sized for one GPU: larger images, 5x the steps, 16 seeds (8 on the real clip, three variants)
+    # the same comparison sized for one GPU: larger images, 5x the steps, 16 seeds (8 on the real clip, three
+    # variants); four FeatureNet seeds per setting, each shared by four depth seeds
     "decide_gpu": ExperimentPreset(
-        name="decide_gpu", height=128, width=416, batch_size=8, depth_steps=2000, feature_steps=1000,
+        name="decide_gpu", height=128, width=416, batch_size=8, depth_steps=2000, feature_steps=4000,
         seeds=list(range(16)), variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=12,
         synth_val_sequences=3, synth_frames=200, warmup_iters=200, num_workers=4, val_max_images=32,
-        landscape_points=31, landscape_pairs=8, stats_images=16,
-        real=RealPreset(height=192, width=640, batch_size=4, depth_steps=1200, feature_steps=600,
+        landscape_points=31, landscape_pairs=8, stats_images=16, featurenet_seeds=[0, 1, 2, 3],
+        sweep_featurenets=["rec_dis_cvt_1e-2", "rec_dis_cvt_1e-1"],
+        real=RealPreset(height=192, width=640, batch_size=4, depth_steps=1200, feature_steps=2000,
                         seeds=list(range(8)), variants=["baseline", "fm_rec", "fm_dis_cvt"], sources=["raw"],
-                        num_workers=4),
+                        num_workers=4, featurenet_seeds=[0, 1]),
     ),
 }
 
@@ -204,7 +238,8 @@ def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: 
     variants = [VARIANTS[v] for v in p.variants]
     synth = sum(_step_seconds(v.stage, p.height, p.width, p.batch_size, dev, amp) * p.depth_steps for v in variants) * len(p.seeds)
     settings = {v.featurenet for v in variants if v.featurenet}
-    fns = len(settings) * len(p.seeds) * p.feature_steps * _step_seconds("featurenet", p.height, p.width, p.batch_size, dev, amp)
+    settings |= {s for s in p.sweep_featurenets}
+    fns = len(settings) * len(p.featurenet_seed_list()) * p.feature_steps * _step_seconds("featurenet", p.height, p.width, p.batch_size, dev, amp)
     n_runs = len(variants) * len(p.seeds)
     val_frames = p.synth_val_sequences * p.synth_frames
     infer = 0.03 / 25.0 if dev.startswith("cuda") else 0.03  # per evaluated frame; the metrics stay on the CPU
@@ -220,9 +255,10 @@ def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: 
             per_source += (_step_seconds(v.stage, r.height, r.width, r.batch_size, dev)
                            + REAL_DATA_SECONDS_PER_SAMPLE * r.batch_size) * r.depth_steps
         rsettings = {v.featurenet for v in rv if v.featurenet}
-        per_source += len(rsettings) * r.feature_steps * (
+        r_fn_seeds = len(r.seeds if r.featurenet_seeds is None else r.featurenet_seeds)
+        per_source_fns = len(rsettings) * r_fn_seeds * r.feature_steps * (
             _step_seconds("featurenet", r.height, r.width, r.batch_size, dev) + 0.02 * r.batch_size)
-        real_s = per_source * len(r.seeds) * len(r.sources) + 10.0 * len(rv) * len(r.seeds) * len(r.sources)
+        real_s = (per_source * len(r.seeds) + per_source_fns) * len(r.sources) + 10.0 * len(rv) * len(r.seeds) * len(r.sources)
     if not synthetic:
         synth = fns = evaluation = data = analysis = 0.0
     total = synth + fns + evaluation + data + analysis + real_s

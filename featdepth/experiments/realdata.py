@@ -34,8 +34,8 @@ import torch
 from featdepth.config import load_config
 from featdepth.data import KittiRawDataset
 from featdepth.evaluation.loop import evaluate_depth_batches, evaluate_pose, load_folder_sequence
-from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, ExperimentPreset
-from featdepth.experiments.runs import common_overrides, log, train_featurenet, train_variant
+from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, ExperimentPreset, featurenet_seed_for
+from featdepth.experiments.runs import common_overrides, featurenet_curve, log, train_featurenet, train_variant
 from featdepth.inference.loading import load
 from featdepth.inference.model import Model
 from featdepth.models.stage import StageNetworks
@@ -239,18 +239,25 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
             continue
         eval_images = to_grey(images) if source == "odom" else images
         variants = [VARIANTS[v] for v in r.variants]
+        settings = sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index)
+        fn_ckpt: dict[tuple[str, int], str] = {}
         for seed in r.seeds:
             base = real_overrides(source, shared, work, preset, seed)
-            fn_ckpt: dict[str, str] = {}
-            for setting in sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index):
-                d = out / source / "featurenets" / setting / f"seed{seed}"
-                log(f"real[{source}] FeatureNet '{setting}' seed {seed} -> {d}")
-                fn_ckpt[setting] = train_featurenet(base, setting, d, slim=slim)["checkpoint"]
+            fn_seed = featurenet_seed_for(r.seeds, r.featurenet_seeds, seed)
+            for setting in settings:
+                if (setting, fn_seed) in fn_ckpt:
+                    continue
+                d = out / source / "featurenets" / setting / f"seed{fn_seed}"
+                log(f"real[{source}] FeatureNet '{setting}' seed {fn_seed} -> {d}")
+                fn_base = real_overrides(source, shared, work, preset, fn_seed)
+                fn_ckpt[(setting, fn_seed)] = train_featurenet(fn_base, setting, d, slim=slim)["checkpoint"]
+                results.setdefault("featurenets", {}).setdefault(source, {}).setdefault(setting, {})[str(fn_seed)] = {
+                    "checkpoint": fn_ckpt[(setting, fn_seed)], "curve": featurenet_curve(d / "log.jsonl")}
             for v in variants:
                 d = out / source / "runs" / v.name / f"seed{seed}"
                 log(f"real[{source}] {v.name} seed {seed} -> {d}")
                 t0 = time.perf_counter()
-                cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get(v.featurenet) if v.featurenet else None,
+                cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get((v.featurenet, fn_seed)) if v.featurenet else None,
                                        slim=slim)
                 system = load(s["checkpoint"], device=dev, backend="eager")
                 ev = evaluate_raw_depth(system, eval_images, gts)

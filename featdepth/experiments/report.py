@@ -136,6 +136,7 @@ def write_report(results: Mapping[str, Any], out_dir: str | Path) -> Path:
         md += _region_section(runs, agg, fig_dir)
         md += _baseline_change_section(agg)
         md += _runs_section(results, out)
+    md += _featurenet_section(results, fig_dir)
     an = results.get("analysis")
     if an:
         md += _landscape_section(an)
@@ -262,6 +263,67 @@ def _runs_section(results: Mapping[str, Any], out: Path) -> list[str]:
                              _fmt(f.get("val", {}).get("reconstruction"), 4), f"`{_rel(f['out_dir'], out)}`"])
         md.append("FeatureNet stages (trained once, shared by the depth runs with the same setting and seed):\n")
         md.append(_table(["setting", "seed", "steps", "train time", "val reconstruction", "folder"], rows) + "\n")
+    return md
+
+
+def _featurenet_rows(fns: Mapping[str, Any], where: str) -> list[list[Any]]:
+    rows = []
+    for setting, by_seed in fns.items():
+        for seed, f in by_seed.items():
+            c = f.get("curve") or {}
+            if not c:
+                continue
+            rec = c.get("reconstruction", [])
+            rows.append([where, f"`{setting}`", seed, _fmt(c["steps"][-1] if c.get("steps") else None, 0),
+                         _fmt(rec[0] if rec else None, 4), _fmt(c.get("final"), 4),
+                         _fmt(100 * c["change_last_10pct"] if "change_last_10pct" in c else None, 1),
+                         _fmt(c.get("flattened")), _fmt((c.get("discriminative") or [None])[-1], 4),
+                         _fmt((c.get("convergent") or [None])[-1], 4)])
+    return rows
+
+
+def plot_featurenet_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path | None:
+    """The reconstruction-loss curves ``{label: curve}`` of :func:`~featdepth.experiments.runs.featurenet_curve`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {k: c for k, c in curves.items() if c.get("steps")}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for label, c in curves.items():
+        ax.plot(c["steps"], c["reconstruction"], label=label)
+    ax.set_xlabel("FeatureNet step")
+    ax.set_ylabel("reconstruction loss (window mean)")
+    ax.set_title("FeatureNet stage: reconstruction loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _featurenet_section(results: Mapping[str, Any], fig_dir: Path) -> list[str]:
+    """How far every FeatureNet was trained: its reconstruction-loss curve and whether it flattened."""
+    rows = _featurenet_rows(results.get("featurenets", {}), "synthetic")
+    for source, fns in (results.get("real") or {}).get("featurenets", {}).items():
+        rows += _featurenet_rows(fns, f"real ({source})")
+    if not rows:
+        return []
+    curves = {f"{setting} s{seed}": f.get("curve") or {}
+              for setting, by_seed in results.get("featurenets", {}).items() for seed, f in by_seed.items()}
+    md = ["## FeatureNet training\n",
+          "Reconstruction loss at the start and over the last 10 % of the logged steps; `change` = relative change "
+          "of that mean against the 10 % before (%); `flattened` = less than 1 % further decrease. `dis`/`cvt` = "
+          "the unweighted discriminative and convergent terms at the end.\n",
+          _table(["data", "setting", "seed", "steps", "rec start", "rec end", "change %", "flattened", "dis", "cvt"],
+                 rows) + "\n"]
+    fig = plot_featurenet_curves(curves, fig_dir / "featurenet_curves.png")
+    if fig is not None:
+        md.append("![FeatureNet curves](figures/featurenet_curves.png)\n")
     return md
 
 

@@ -61,6 +61,7 @@ from featdepth.experiments.runs import (
     load_feature_net,
     log,
     synthetic_overrides,
+    featurenet_curve,
     train_featurenet,
     train_variant,
 )
@@ -123,13 +124,27 @@ class _Job:
     seed: int
 
 
-def _plan(variants: Sequence[Variant], seeds: Sequence[int]) -> list[_Job]:
+def _plan(variants: Sequence[Variant], seeds: Sequence[int], featurenet_seeds: Sequence[int] | None = None,
+          sweep: Sequence[str] = ()) -> list[_Job]:
+    """Training jobs in order: every FeatureNet before the first depth run that needs it.
+
+    ``featurenet_seeds=None`` trains one FeatureNet per (setting, seed) just before that seed's runs; a list
+    trains the FeatureNets of those seeds first (shared by all seeds). ``sweep`` settings are trained for the
+    first FeatureNet seed only (for the analysis).
+    """
+    settings = sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index)
     jobs: list[_Job] = []
+    fn_seeds = list(seeds) if featurenet_seeds is None else list(featurenet_seeds)
+    shared = featurenet_seeds is not None
+    sweep_jobs = [_Job("featurenet", s, fn_seeds[0]) for s in sweep if s not in settings] if fn_seeds else []
+    if shared:
+        jobs += [_Job("featurenet", s, k) for k in fn_seeds for s in settings] + sweep_jobs
     for seed in seeds:
-        for setting in sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index):
-            jobs.append(_Job("featurenet", setting, seed))
-        for v in variants:
-            jobs.append(_Job("variant", v.name, seed))
+        if not shared:
+            jobs += [_Job("featurenet", s, seed) for s in settings]
+            if fn_seeds and seed == fn_seeds[0]:
+                jobs += sweep_jobs
+        jobs += [_Job("variant", v.name, seed) for v in variants]
     return jobs
 
 
@@ -147,6 +162,8 @@ class BudgetOverrides:
         real_seeds: seeds of the real-data runs.
         real_size: ``(H, W)`` of the real-data runs, multiples of 32.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        featurenet_seeds: train the synthetic FeatureNets for these seeds only and share them across the
+            depth runs (``"each"``: one per seed); see ``ExperimentPreset.featurenet_seeds``.
     """
 
     seeds: Sequence[int] | None = None
@@ -159,6 +176,7 @@ class BudgetOverrides:
     real_seeds: Sequence[int] | None = None
     real_size: Sequence[int] | None = None
     device: str | None = None
+    featurenet_seeds: Sequence[int] | str | None = None
 
     def __post_init__(self) -> None:
         # sequences become tuples, so that a frozen instance is really immutable
@@ -166,6 +184,8 @@ class BudgetOverrides:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if self.featurenet_seeds is not None and not isinstance(self.featurenet_seeds, str):
+            object.__setattr__(self, "featurenet_seeds", tuple(self.featurenet_seeds))
 
 
 @dataclass(frozen=True)
@@ -214,6 +234,15 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
         p.feature_steps = int(b.feature_steps)
     if b.device is not None:
         p.device = b.device
+    if b.featurenet_seeds is not None:
+        if isinstance(b.featurenet_seeds, str):
+            if b.featurenet_seeds != "each":
+                raise ValueError(f"featurenet_seeds must be seeds or 'each', got {b.featurenet_seeds!r}")
+            p.featurenet_seeds = None
+        elif not b.featurenet_seeds:
+            raise ValueError("featurenet_seeds must name at least one seed (or 'each')")
+        else:
+            p.featurenet_seeds = [int(s) for s in b.featurenet_seeds]
     if p.real is not None:
         p.real.seeds = list(p.real.seeds) if b.seeds is None else [int(s) for s in b.seeds][: max(1, len(p.real.seeds))]
         if b.real_steps is not None:
@@ -325,7 +354,7 @@ def run_experiment(
         results["val_sequences"] = val_names
 
         # training + evaluation ---------------------------------------------------------------
-        jobs = _plan(variant_objs, p.seeds)
+        jobs = _plan(variant_objs, p.seeds, p.featurenet_seeds, p.sweep_featurenets)
         fn_ckpt: dict[tuple[str, int], str] = {}
         for i, job in enumerate(jobs, 1):
             base = synthetic_overrides(p, data_dir, job.seed) + list(overrides)
@@ -336,12 +365,13 @@ def run_experiment(
                 fn_ckpt[(job.name, job.seed)] = s["checkpoint"]
                 results["featurenets"].setdefault(job.name, {})[str(job.seed)] = {
                     "checkpoint": s["checkpoint"], "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
-                    "val": s.get("val", {}), "out_dir": str(d)}
+                    "val": s.get("val", {}), "out_dir": str(d), "curve": featurenet_curve(d / "log.jsonl")}
                 continue
             v = VARIANTS[job.name]
             d = out / "runs" / v.name / f"seed{job.seed}"
             log(f"({i}/{len(jobs)}) {v.name} seed {job.seed} -> {d}")
-            cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None,
+            fn_key = (v.featurenet, p.featurenet_seed(job.seed))
+            cfg, s = train_variant(base, v, d, feature_checkpoint=fn_ckpt.get(fn_key) if v.featurenet else None,
                                    slim=not keep_full_checkpoints)
             result_path = d / "result.json"
             if result_path.is_file() and s.get("reused"):
@@ -352,7 +382,7 @@ def run_experiment(
                 del system
             run = {"variant": v.name, "seed": job.seed, "out_dir": str(d), "checkpoint": s["checkpoint"],
                    "steps": s.get("steps"), "wall_seconds": s.get("wall_seconds"),
-                   "featurenet_checkpoint": fn_ckpt.get((v.featurenet, job.seed)) if v.featurenet else None, "eval": ev}
+                   "featurenet_checkpoint": fn_ckpt.get(fn_key) if v.featurenet else None, "eval": ev}
             write_json(result_path, run)
             results["runs"].append(run)
             write_json(out / "results.json", results)  # partial results survive an interruption
@@ -401,16 +431,16 @@ def run_experiment(
 def _analysis(p: ExperimentPreset, out: Path, data_dir: Path, val_names: Sequence[str], val_seqs: Sequence[Any],
               fn_ckpt: Mapping[tuple[str, int], str], results: Mapping[str, Any], dev: torch.device,
               fig_dir: Path) -> dict[str, Any]:
-    """Loss landscape and FeatureNet statistics with the seed-0 (first seed) FeatureNets."""
+    """Loss landscape and FeatureNet statistics with the FeatureNets of the first seed (and the sweep's)."""
 
-    seed = p.seeds[0]
+    seed = p.featurenet_seed(p.seeds[0])
     nets: dict[str, Any] = {}
     for setting in FEATURENET_SETTINGS:
         ck = fn_ckpt.get((setting, seed))
         if ck:
             nets[setting] = load_feature_net(ck, p.layers, dev)
     for run in results["runs"]:
-        if run["variant"] == "joint" and run["seed"] == seed:
+        if run["variant"] == "joint" and run["seed"] == p.seeds[0]:
             nets["joint"] = load_feature_net(run["checkpoint"], p.layers, dev)
     log(f"loss landscape ({p.landscape_pairs} pairs x {p.landscape_points} points) with FeatureNets: {', '.join(nets) or 'none'}")
     pairs = landscape.pairs_from_sequences(data_dir, val_names, p.height, p.width, num_pairs=p.landscape_pairs)

@@ -3,11 +3,13 @@ finished before; config overrides shared by the synthetic and real-data parts.""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from featdepth.config import Config, load_config
@@ -49,6 +51,46 @@ def synthetic_overrides(preset: ExperimentPreset, data_dir: str | Path, seed: in
     ] + common_overrides(height=p.height, width=p.width, batch_size=p.batch_size, depth_steps=p.depth_steps,
                          feature_steps=p.feature_steps, seed=seed, lr=p.lr, warmup_iters=p.warmup_iters,
                          layers=p.layers, num_workers=p.num_workers, device=p.device, val_max_images=p.val_max_images)
+
+
+def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, Any]:
+    """The reconstruction-loss curve of a FeatureNet run from its ``log.jsonl`` and whether it flattened.
+
+    Returns ``{"steps": [...], "reconstruction": [...], "discriminative": [...], "convergent": [...]}``
+    (means over ``max_points`` equal windows of the logged steps) plus ``final`` (mean reconstruction loss over
+    the last 10 % of the logged steps) and ``change_last_10pct`` (relative change of that mean against the
+    10 % before: ``final / previous - 1``; above -0.01, i.e. less than 1 % further decrease, counts as
+    ``flattened``). An absent or empty log gives ``{}``.
+    """
+
+    path = Path(log_path)
+    if not path.is_file():
+        return {}
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if "loss/reconstruction" in r and "step" in r:
+            rows.append(r)
+    if not rows:
+        return {}
+    steps = np.array([r["step"] for r in rows], dtype=float)
+    out: dict[str, Any] = {}
+    windows = np.array_split(np.arange(len(rows)), min(max_points, len(rows)))
+    out["steps"] = [float(steps[w].mean()) for w in windows]
+    for key in ("reconstruction", "discriminative", "convergent"):
+        v = np.array([r.get(f"loss/{key}", float("nan")) for r in rows], dtype=float)
+        out[key] = [float(v[w].mean()) for w in windows]
+    rec = np.array([r["loss/reconstruction"] for r in rows], dtype=float)
+    n = max(1, len(rec) // 10)
+    out["final"] = float(rec[-n:].mean())
+    if len(rec) >= 2 * n and len(rec) >= 4:
+        prev = float(rec[-2 * n:-n].mean())
+        out["change_last_10pct"] = out["final"] / prev - 1.0 if prev > 0 else float("nan")
+        out["flattened"] = bool(out["change_last_10pct"] > -0.01)
+    return out
 
 
 def load_feature_net(checkpoint: str | Path, layers: int, device: torch.device | str = "cpu"):

@@ -109,6 +109,12 @@ def test_decide_pipeline_tiny_budget(tmp_path, capsys):
     assert sorted((r["variant"], r["seed"]) for r in results["runs"]) == [("baseline", 0), ("baseline", 1), ("fm_rec", 0), ("fm_rec", 1)]
     cfg_text = (out / "runs" / "fm_rec" / "seed1" / "config.yaml").read_text()
     assert "pose_output_scale: 0.1" in cfg_text
+    # one shared FeatureNet per setting (seed 0) plus the weight sweep's, each with its loss curve
+    assert sorted(str(d.relative_to(out / "featurenets")) for d in (out / "featurenets").glob("*/seed*")) == [
+        "rec/seed0", "rec_dis_cvt_1e-1/seed0", "rec_dis_cvt_1e-2/seed0"]
+    fm1 = next(r for r in results["runs"] if (r["variant"], r["seed"]) == ("fm_rec", 1))
+    assert fm1["featurenet_checkpoint"] == results["featurenets"]["rec"]["0"]["checkpoint"]
+    assert len(results["featurenets"]["rec"]["0"]["curve"]["reconstruction"]) >= 1
     saved = json.loads((out / "results.json").read_text())
     ps = saved["paired_stats"]
     rows = {(r["variant"], r["region"], r["metric"]): r for r in ps["synthetic"]}
@@ -118,4 +124,5 @@ def test_decide_pipeline_tiny_budget(tmp_path, capsys):
     assert r["seeds"] == [0, 1]
     assert r["differences"] == pytest.approx([by[("fm_rec", s)] - by[("baseline", s)] for s in (0, 1)])
     report = (out / "report.md").read_text()
+    assert "## FeatureNet training" in report and (out / "figures" / "featurenet_curves.png").is_file()
     assert "## Paired differences against the baseline (same seed)" in report and "| `fm_rec` | textureless | abs_rel | 2 |" in report

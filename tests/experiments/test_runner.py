@@ -210,9 +210,56 @@ def test_featurenet_stage_shared_in_the_plan():
     assert all(i < first_variant[j.seed] for i, j in enumerate(jobs) if j.kind == "featurenet")
 
 
+def test_shared_featurenets_in_the_plan():
+    variants = [VARIANTS["baseline"], VARIANTS["fm_rec"], VARIANTS["fm_dis_cvt"]]
+    jobs = _plan(variants, [3, 4, 5], featurenet_seeds=[4], sweep=["rec_dis_cvt_1e-2", "rec_dis_cvt"])
+    fn_jobs = [(j.name, j.seed) for j in jobs if j.kind == "featurenet"]
+    # one FeatureNet per setting, of seed 4, plus the sweep setting not already trained; all before any depth run
+    assert fn_jobs == [("rec", 4), ("rec_dis_cvt", 4), ("rec_dis_cvt_1e-2", 4)]
+    assert [j.kind for j in jobs[:3]] == ["featurenet"] * 3 and len(jobs) == 3 + 9
+    # per-seed FeatureNets with a sweep: the sweep is trained with the first seed only
+    jobs = _plan(variants, [0, 1], sweep=["rec_dis_cvt_1e-1"])
+    assert [(j.name, j.seed) for j in jobs if j.kind == "featurenet"] == [
+        ("rec", 0), ("rec_dis_cvt", 0), ("rec_dis_cvt_1e-1", 0), ("rec", 1), ("rec_dis_cvt", 1)]
+    # which FeatureNet a depth run uses
+    p = get_preset("decide")
+    p.seeds, p.featurenet_seeds = [5, 6, 7], [0, 1]
+    assert [p.featurenet_seed(s) for s in p.seeds] == [0, 1, 0]
+    p.featurenet_seeds = None
+    assert [p.featurenet_seed(s) for s in p.seeds] == [5, 6, 7]
+    assert p.featurenet_seed_list() == [5, 6, 7]
+    # the estimate counts the shared FeatureNets once
+    p.seeds, p.sweep_featurenets = [0, 1, 2, 3], []
+    per_seed = estimate_seconds(p, device="cpu", real=False)["featurenets"]
+    p.featurenet_seeds = [0]
+    assert estimate_seconds(p, device="cpu", real=False)["featurenets"] == pytest.approx(per_seed / 4)
+    p.sweep_featurenets = ["rec_dis_cvt_1e-2"]
+    assert estimate_seconds(p, device="cpu", real=False)["featurenets"] == pytest.approx(per_seed / 4 * 1.5)
+
+
+def test_featurenet_curve(tmp_path):
+    from featdepth.experiments.runs import featurenet_curve
+
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "loss/reconstruction": 1.0 / s, "loss/discriminative": 0.3, "loss/convergent": 0.7})
+             for s in range(1, 201)]
+    log.write_text("\n".join(lines + ['{"step": 201, "loss/recons']))  # a line cut by a kill is skipped
+    c = featurenet_curve(log, max_points=20)
+    assert len(c["steps"]) == len(c["reconstruction"]) == 20 and c["steps"][0] == pytest.approx(5.5)
+    assert c["final"] == pytest.approx(np.mean([1.0 / s for s in range(181, 201)]))
+    prev = np.mean([1.0 / s for s in range(161, 181)])
+    assert c["change_last_10pct"] == pytest.approx(c["final"] / prev - 1)
+    assert c["flattened"] is False  # 1/s still falls by ~10 % per tenth of the run
+    flat = [json.dumps({"step": s, "loss/reconstruction": 0.05 + 0.001 * (s % 2)}) for s in range(1, 101)]
+    log.write_text("\n".join(flat))
+    assert featurenet_curve(log)["flattened"] is True
+    assert featurenet_curve(tmp_path / "absent.jsonl") == {}
+
+
 def test_presets_and_estimate():
-    assert set(FEATURENET_SETTINGS) == {"rec", "rec_dis", "rec_dis_cvt"}
+    assert {"rec", "rec_dis", "rec_dis_cvt"} <= set(FEATURENET_SETTINGS)
     assert FEATURENET_SETTINGS["rec"] == (0.0, 0.0)
+    assert FEATURENET_SETTINGS["rec_dis_cvt_1e-1"] == (0.1, 0.1)  # the weight sweep
     cpu = get_preset("cpu")
     assert cpu.layers == 18 and set(cpu.variants) == set(VARIANTS)
     est = estimate_seconds(cpu)
@@ -239,6 +286,10 @@ def test_configure_preset_overrides():
         configure_preset("cpu", BudgetOverrides(variants=["nope"]))
     with pytest.raises(ValueError, match="nothing to run"):
         configure_preset("cpu", BudgetOverrides(seeds=[]))
+    assert configure_preset("cpu", BudgetOverrides(featurenet_seeds=[2])).featurenet_seeds == [2]
+    assert configure_preset("decide", BudgetOverrides(featurenet_seeds="each")).featurenet_seeds is None
+    with pytest.raises(ValueError, match="featurenet_seeds"):
+        configure_preset("cpu", BudgetOverrides(featurenet_seeds="some"))
 
 
 def test_budget_and_options_are_frozen():
@@ -264,13 +315,14 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
     argv = ["experiment", "run", "--out", str(tmp_path), "--preset", "tiny", "--seeds", "3", "4", "--variants", "baseline",
             "--steps", "5", "--feature-steps", "6", "--real-steps", "7", "--real-feature-steps", "8", "--real-sources", "odom",
             "--real-seeds", "9", "--real-size", "64", "128", "--device", "cpu", "--set", "a=1", "-s", "b=2",
-            "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic"]
+            "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
+            "--featurenet-seeds", "0", "2"]
     assert main(argv) == 0
     (args, kwargs), = calls
     assert args == (str(tmp_path), "tiny",
                     BudgetOverrides(seeds=[3, 4], variants=["baseline"], steps=5, feature_steps=6, real_steps=7,
                                     real_feature_steps=8, real_sources=["odom"], real_seeds=[9], real_size=[64, 128],
-                                    device="cpu"),
+                                    device="cpu", featurenet_seeds=[0, 2]),
                     RunOptions(synthetic=False, real=False, landscape=False, shared_data="/data", keep_full_checkpoints=True))
     assert kwargs["overrides"] == ["a=1", "b=2"]
     assert capsys.readouterr().out.strip() == f"{tmp_path}/report.md"
@@ -278,6 +330,11 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
     calls.clear()
     assert main(["experiment", "run", "--out", str(tmp_path)]) == 0
     assert calls[0][0][1:] == ("cpu", BudgetOverrides(), RunOptions())
+    calls.clear()
+    assert main(["experiment", "run", "--out", str(tmp_path), "--featurenet-seeds", "each"]) == 0
+    assert calls[0][0][2].featurenet_seeds == "each"
+    with pytest.raises(SystemExit, match="--featurenet-seeds takes seeds"):
+        main(["experiment", "run", "--out", str(tmp_path), "--featurenet-seeds", "x"])
 
 
 def test_cli_dry_run(capsys):
