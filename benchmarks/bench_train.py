@@ -56,7 +56,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Reference figures (docs: reference_figures.md; float32, 2 threads, CPU, data loading excluded).
+# Reference figures of the peer codes, measured for this project with their own code on a 2-core reference
+# Xeon (float32, 2 threads, CPU, data loading excluded); see benchmarks/README.md.
 REFERENCES = {
     "md2_baseline": ("monodepth2, ResNet-18, 640×192, batch 4", 3.3),
     "featdepth_r18_b2": ("official FeatDepth, ResNet-18 depth + FeatureNet, 640×192, batch 2", 4.7),
@@ -68,7 +69,7 @@ PEER_SETTING = "md2_baseline"  # the configuration whose size, batch and ResNet 
 
 FRAMES_M = "[0,-1,1]"
 
-# Calibration kernel of reference_figures.md, measured on the reference machine: torchvision ResNet-18
+# Calibration kernel of those reference figures, measured on the reference machine: torchvision ResNet-18
 # forward + backward, batch 4, 3×192×640, 2 threads. Measured here in the same run, the ratio says how
 # much faster or slower this machine is than the reference one for convolution-bound work, so that the
 # "vs reference" ratios can be read on a common footing (the machines differ by far more than 5-10 %).

@@ -310,9 +310,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _is_file_ref(path_or_name: str) -> bool:
+    """A config *file* (a ``.yaml``/``.yml`` name, or an existing file), else a preset name. A folder that
+    happens to carry a preset's name (``runs/demo`` is not ``demo``, but ``./demo/`` in the working
+    directory is) does not shadow the preset."""
+    path = Path(path_or_name)
+    return path.suffix in (".yaml", ".yml") or path.is_file()
+
+
 def _read_yaml(path_or_name: str) -> tuple[dict[str, Any], str]:
     path = Path(path_or_name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if _is_file_ref(path_or_name):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         raw = path.read_bytes()
@@ -320,8 +328,9 @@ def _read_yaml(path_or_name: str) -> tuple[dict[str, Any], str]:
     else:
         res = resources.files("featdepth") / "configs" / f"{path_or_name}.yaml"
         if not res.is_file():
+            what = "a folder, not a config file" if path.is_dir() else "not a file either"
             raise ConfigError(
-                f"unknown preset '{path_or_name}' (not a file either); presets: {', '.join(preset_names())}"
+                f"unknown preset '{path_or_name}' ({what}); presets: {', '.join(preset_names())}"
             )
         raw = res.read_bytes()
         source = f"preset {path_or_name}"
@@ -355,7 +364,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 def _preset_identity(path_or_name: str) -> str:
     path = Path(path_or_name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if _is_file_ref(path_or_name):
         try:
             return str(path.resolve())
         except OSError:

@@ -181,3 +181,18 @@ def test_good_devices_accepted(device):
 def test_allow_mixed_extensions_is_a_config_key():
     assert load_config("synthetic_small").data.allow_mixed_extensions is False
     assert load_config("synthetic_small", ["data.allow_mixed_extensions=true"]).data.allow_mixed_extensions
+
+
+def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
+    """`featdepth demo` leaves a `demo-output/` folder; users also make folders called `demo` or
+    `own_video`: the preset name must still mean the preset, and a folder that is no preset says so."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "synthetic_small").mkdir()
+    cfg = load_config("synthetic_small")
+    assert cfg.model.pose_output_scale == 0.1  # the packaged preset, not an error about a folder
+    (tmp_path / "my_runs").mkdir()
+    with pytest.raises(ConfigError, match="unknown preset 'my_runs' \\(a folder, not a config file\\)"):
+        load_config("my_runs")
+    # an existing file without a .yaml suffix is still read as a config file
+    (tmp_path / "mycfg").write_text("optim:\n  lr: 3.0e-4\n")
+    assert load_config("mycfg").optim.lr == 3e-4

@@ -60,7 +60,7 @@ __all__ = [
 RAW_DRIVE = "2011_09_26/2011_09_26_drive_0023_sync"
 RAW_FRAMES = 7
 #: monodepth2 (mono, ResNet-18 from scratch, 640x192, batch 4, 400 steps, frames 1-5 as targets) on the
-#: same 7 frames and protocol, from the shared reference_figures.md (two seeds).
+#: same 7 frames and protocol: reference figures of monodepth2's own code measured for this project (two seeds).
 MONODEPTH2_REFERENCE = {
     "setting": "monodepth2, mono, ResNet-18 from scratch, 640x192, batch 4, lr 1e-4",
     "rows": [

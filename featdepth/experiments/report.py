@@ -404,8 +404,8 @@ def _real_section(real: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
               "greyscale versions of the raw frames. ATE5: on the 51-frame odometry clip.\n")
     md.append(_table(["trained on", "variant", "seeds", "steps", "abs_rel", "sq_rel", "rmse", "a1", "ATE5 odom (m)"],
                      _real_rows(real)) + "\n")
-    md.append("The monodepth2 rows are the peer figures of `shared/docs/reference_figures.md` (same frames and "
-              "protocol, 640×192, 400 steps); compare only at a similar budget and resolution.\n")
+    md.append("The monodepth2 rows are reference figures of monodepth2's own code, measured for this project on "
+              "a 2-core machine (same frames and protocol, 640×192, 400 steps); compare only at a similar budget and resolution.\n")
     for note in real.get("notes", []):
         md.append(f"- {note}\n")
     return md
