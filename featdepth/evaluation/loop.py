@@ -302,7 +302,10 @@ def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_s
         ``t_err``/``r_err`` (KITTI devkit formula, %, deg/100 m, scale-aligned, over 100-800 m segments, or
         over 10-50 m segments for shorter trajectories (``segment_lengths`` says which); ``None`` when even
         those do not fit), ``heading_error_deg`` (orientation error at the last frame), ``rel_pred`` ``(N-1,4,4)`` and ``trajectory``
-        ``{"gt", "pred"}`` (``(N,4,4)`` ``T_world_cam`` each).
+        ``{"gt", "pred"}`` (``(N,4,4)`` ``T_world_cam`` each). ``no_rotation_r_err`` and
+        ``no_rotation_heading_error_deg``: the same two measures for a reference prediction with the true
+        translations and no rotation at all: a model learned rotation only where it beats them (on a
+        sequence that hardly turns, both are small and cannot show it).
     """
     gt_poses = np.asarray(gt_poses, dtype=np.float64)
     if len(gt_poses) != images.shape[0]:
@@ -317,6 +320,10 @@ def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_s
     if not defined:  # shorter than 100 m (the synthetic sequences): the devkit formula on 10-50 m segments
         kitti = _kitti_errors(gt_poses, pred_traj, SHORT_SEGMENT_LENGTHS)
     short = kitti["num_segments"] > 0 and not defined
+    rel_norot = rel_gt.copy()
+    rel_norot[:, :3, :3] = np.eye(3)
+    norot_traj = chain_relative_poses(rel_norot)
+    norot = _kitti_errors(gt_poses, norot_traj, SHORT_SEGMENT_LENGTHS if short else KITTI_SEGMENT_LENGTHS)
     return {
         "ate5": float(np.mean(ates)) if len(ates) else float("nan"),
         "ate5_std": float(np.std(ates)) if len(ates) else float("nan"),
@@ -327,6 +334,8 @@ def evaluate_pose(model: Model, images: Tensor, gt_poses: np.ndarray, *, batch_s
         "r_err": float(kitti["r_err_deg_per_100m"]) if defined or short else None,
         "segment_lengths": list(SHORT_SEGMENT_LENGTHS if short else KITTI_SEGMENT_LENGTHS),
         "heading_error_deg": heading_error_deg(gt_poses, pred_traj),
+        "no_rotation_r_err": float(norot["r_err_deg_per_100m"]) if defined or short else None,
+        "no_rotation_heading_error_deg": heading_error_deg(gt_poses, norot_traj),
         "rel_pred": rel_pred,
         "trajectory": {"gt": gt_poses, "pred": pred_traj},
     }
@@ -367,10 +376,13 @@ def load_folder_sequence(root: PathLike, name: str, height: int, width: int) -> 
 def evaluate_pose_sequences(model: Model, sequences: Sequence[SequenceData]) -> dict[str, Any]:
     """:func:`evaluate_pose` over the sequences that have poses, pooled: ``ate5``, ``ate5_std`` and
     ``zero_motion_ate5`` over all snippets, ``t_err``/``r_err`` (means where defined, else ``None``),
-    ``heading_error_deg`` (mean) and ``trajectories`` (per sequence ``{"gt", "pred"}``). Only ``trajectories``
+    ``heading_error_deg`` (mean), the no-rotation references ``no_rotation_r_err`` and
+    ``no_rotation_heading_error_deg`` (means, see :func:`evaluate_pose`) and ``trajectories`` (per sequence
+    ``{"gt", "pred"}``). Only ``trajectories``
     when the model has no PoseNet or no sequence has poses."""
     out: dict[str, Any] = {"trajectories": {}}
     ates, zeros, t_errs, r_errs, headings = [], [], [], [], []
+    norot_r, norot_h = [], []
     if model.has_pose:
         for s in sequences:
             if s.poses is None or len(s.poses) < 2:
@@ -381,7 +393,9 @@ def evaluate_pose_sequences(model: Model, sequences: Sequence[SequenceData]) -> 
             if pose["t_err"] is not None:
                 t_errs.append(pose["t_err"])
                 r_errs.append(pose["r_err"])
+                norot_r.append(pose["no_rotation_r_err"])
             headings.append(pose["heading_error_deg"])
+            norot_h.append(pose["no_rotation_heading_error_deg"])
             out["trajectories"][s.name] = pose["trajectory"]
     if ates:
         out["ate5"] = float(np.mean(ates))
@@ -390,6 +404,8 @@ def evaluate_pose_sequences(model: Model, sequences: Sequence[SequenceData]) -> 
         out["t_err"] = float(np.mean(t_errs)) if t_errs else None
         out["r_err"] = float(np.mean(r_errs)) if r_errs else None
         out["heading_error_deg"] = float(np.mean(headings))
+        out["no_rotation_r_err"] = float(np.mean(norot_r)) if norot_r else None
+        out["no_rotation_heading_error_deg"] = float(np.mean(norot_h))
     return out
 
 

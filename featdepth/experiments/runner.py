@@ -108,7 +108,8 @@ def evaluate_synthetic_model(model: Model, sequences: Sequence[SequenceData], *,
         "images": len(gts),
     }
     pose = evaluate_pose_sequences(model, sequences)
-    out.update({k: pose[k] for k in ("ate5", "ate5_std", "zero_motion_ate5", "t_err", "r_err") if k in pose})
+    out.update({k: pose[k] for k in ("ate5", "ate5_std", "zero_motion_ate5", "t_err", "r_err", "heading_error_deg",
+                                     "no_rotation_r_err", "no_rotation_heading_error_deg") if k in pose})
     return out
 
 

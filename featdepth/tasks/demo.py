@@ -123,6 +123,9 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
         "initial": pick(init_eval),
         "final": pick(final_eval),
         "zero_motion": {"ate5": final_eval.get("zero_motion_ate5")},
+        # true translation, no rotation: the rotation is learned only where the model beats these
+        "no_rotation": {"r_err": final_eval.get("no_rotation_r_err"),
+                        "heading_error_deg": final_eval.get("no_rotation_heading_error_deg")},
         "seconds": time.perf_counter() - t0,
         "steps": {"featurenet": summary.get("featurenet", {}).get("steps"), cfg.train.stage: summary.get("steps")},
         "stage": cfg.train.stage,
@@ -176,5 +179,10 @@ def _print_table(m: dict[str, Any]) -> None:
         print(f"rotation error r_err = {r:.2f} deg/100 m (KITTI devkit formula on 10-50 m segments of the held-out "
               f"sequences, scale-aligned); heading error at the end of a sequence "
               f"{m['final'].get('heading_error_deg', float('nan')):.1f} deg")
+        nr = m.get("no_rotation") or {}
+        if nr.get("r_err") is not None:
+            print(f"  reference with the true translation and no rotation: r_err {nr['r_err']:.2f} deg/100 m, heading "
+                  f"error {nr.get('heading_error_deg', float('nan')):.1f} deg (rotation is learned where the model "
+                  "beats these)")
     print("took off" if t["passed"] else "did NOT take off (see docs/experiments.md, 'the stuck state')")
     print(f"wall time {m['seconds']:.0f} s; outputs written next to metrics.json")

@@ -62,6 +62,8 @@ def test_demo_writes_metrics_pictures_and_checkpoint(tmp_path):
         assert all(np.isfinite(v) for k, v in metrics[key].items() if k not in ("t_err", "r_err"))
         assert {"t_err", "r_err"} <= set(metrics[key])  # None where the sequence is shorter than 100 m
     assert metrics["zero_motion"]["ate5"] > 0
+    assert set(metrics["no_rotation"]) == {"r_err", "heading_error_deg"}  # the reference for the rotation
+    assert metrics["no_rotation"]["heading_error_deg"] >= 0
     assert (out / "checkpoint.pt").is_file() and (out / "trajectory.png").is_file()
     assert len(list(out.glob("depth_*.png"))) == 3
     from PIL import Image

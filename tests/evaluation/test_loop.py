@@ -130,3 +130,29 @@ def test_short_trajectories_get_the_devkit_errors_on_short_segments_and_a_headin
     assert kitti_odometry_errors(poses, poses, align="scale")["num_segments"] == 0
     short = kitti_odometry_errors(poses, straight, align="scale", lengths=(10.0, 20.0, 30.0, 40.0, 50.0))
     assert short["num_segments"] > 0 and short["r_err_deg_per_100m"] > 10.0
+
+
+def test_no_rotation_reference_of_evaluate_pose(monkeypatch):
+    """evaluate_pose reports what a prediction with the true translations and no rotation scores: on a
+    60 m trajectory turning by 30 deg it misses the whole turn (heading error 30 deg, r_err well above 0),
+    while a perfect prediction scores 0 on both; pooled by evaluate_pose_sequences."""
+    from featdepth.evaluation import loop
+
+    n, yaw_total = 61, np.radians(30.0)
+    poses = np.stack([np.eye(4) for _ in range(n)])
+    yaw = np.linspace(0.0, yaw_total, n)
+    for i in range(1, n):
+        c, s = np.cos(yaw[i]), np.sin(yaw[i])
+        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        poses[i, :3, 3] = poses[i - 1, :3, 3] + poses[i - 1, :3, :3] @ np.array([0.0, 0.0, 1.0])
+    rel_gt = loop.relative_poses_from_absolute(poses)
+    monkeypatch.setattr(loop, "predict_relative_poses", lambda model, images, batch_size=8: rel_gt.copy())
+    images = torch.zeros(n, 3, 8, 8)
+    out = loop.evaluate_pose(object(), images, poses)
+    assert out["r_err"] == pytest.approx(0.0, abs=1e-3) and out["heading_error_deg"] == pytest.approx(0.0, abs=1e-4)
+    assert out["no_rotation_heading_error_deg"] == pytest.approx(30.0, abs=1e-4)
+    assert out["no_rotation_r_err"] > 10.0
+    model = type("M", (), {"has_pose": True})()
+    pooled = loop.evaluate_pose_sequences(model, [loop.SequenceData("a", images, [], poses)] * 2)
+    assert pooled["no_rotation_r_err"] == pytest.approx(out["no_rotation_r_err"])
+    assert pooled["no_rotation_heading_error_deg"] == pytest.approx(30.0, abs=1e-4)
