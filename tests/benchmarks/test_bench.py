@@ -195,3 +195,21 @@ def test_max_batch_search_stops_when_time_is_up(bench_train):
     calls = []
     good, bad = bench_train.search_max_batch(lambda b: calls.append(b) or True, 2, 1024, lambda: len(calls) < 3)
     assert calls == [2, 4, 8] and (good, bad) == (8, None)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# bench_predict.py: the Model backends of `featdepth predict`
+
+
+def test_bench_predict_quick_times_every_backend_and_checks_outputs(tmp_path, capsys):
+    bench = _load("bench_predict")
+    record = tmp_path / "inference.md"
+    rc = bench.main(["--quick", "--decoders", "monodepth2", "--threads", "1", "--record", str(record)])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| monodepth2 |")]
+    assert {r.split("|")[5].strip() for r in rows} == {"eager", "channels_last", "onnxruntime", "auto", "bf16"}
+    by = {r.split("|")[5].strip(): [c.strip() for c in r.split("|")] for r in rows}
+    assert rc == 0 and "failed" not in by["eager"][7] and float(by["eager"][7]) > 0
+    assert float(by["channels_last"][11]) < 1e-5  # same float32 depth, another memory layout
+    assert float(by["bf16"][11]) < 5e-2 and by["bf16"][6] == "channels_last+bf16"
+    assert not record.exists()  # --quick records nothing
