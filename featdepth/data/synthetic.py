@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from featdepth.data.io import read_kitti_poses
 from featdepth.data.synthetic_scene import Renderer, build_scene, camera_path
 from featdepth.utils.constants import KITTI_NORMALIZED_K
 
@@ -225,13 +226,10 @@ def save_poses(path: str | Path, poses: np.ndarray) -> None:
 
 
 def load_poses(path: str | Path) -> np.ndarray:
-    """Read a KITTI 12-column pose file into ``(N, 4, 4)`` float64 matrices."""
-    rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    if rows.shape[1] != 12:
-        raise ValueError(f"{path}: expected 12 columns, got {rows.shape[1]}")
-    poses = np.tile(np.eye(4), (rows.shape[0], 1, 1))
-    poses[:, :3, :4] = rows.reshape(-1, 3, 4)
-    return poses
+    """Read a KITTI 12-column pose file into ``(N, 4, 4)`` float64 matrices (the checks of
+    :func:`featdepth.data.io.read_kitti_poses`: 12 numbers per line, rotation blocks that are rotations;
+    a ``DataError``, a ``ValueError``, names the file and the line)."""
+    return read_kitti_poses(path)
 
 
 def write_sequence(out_dir: str | Path, config: SynthConfig | None = None) -> Path:

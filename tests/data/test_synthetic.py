@@ -375,3 +375,16 @@ def test_bad_synthetic_options_name_option_and_value(tmp_path, option, value):
     with pytest.raises(ValueError, match=rf"^{option} must be .*, got {re.escape(repr(value))}$"):
         generate_dataset(root, **kwargs)
     assert not root.exists()  # nothing written
+
+
+def test_load_poses_refuses_a_block_that_is_not_a_rotation(tmp_path):
+    from featdepth.data.io import DataError
+    from featdepth.data.synthetic import load_poses
+
+    good = tmp_path / "poses.txt"
+    good.write_text("1 0 0 0 0 1 0 0 0 0 1 0\n1 0 0 0 0 1 0 0 0 0 1 1.5\n")
+    assert load_poses(good)[1, 2, 3] == 1.5
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 0 0 0 0 1 0 0 0 0 1 0\n2 0 0 0 0 1 0 0 0 0 1 1.5\n")
+    with pytest.raises(DataError, match=r"bad\.txt, line 2: the 3x3 rotation block is not a rotation"):
+        load_poses(bad)
