@@ -276,7 +276,7 @@ def _featurenet_rows(fns: Mapping[str, Any], where: str) -> list[list[Any]]:
             rec = c.get("reconstruction", [])
             rows.append([where, f"`{setting}`", seed, _fmt(c["steps"][-1] if c.get("steps") else None, 0),
                          _fmt(rec[0] if rec else None, 4), _fmt(c.get("final"), 4),
-                         _fmt(100 * c["change_last_10pct"] if "change_last_10pct" in c else None, 1),
+                         _fmt(100 * c["change_last_quarter"] if "change_last_quarter" in c else None, 1),
                          _fmt(c.get("flattened")), _fmt((c.get("discriminative") or [None])[-1], 4),
                          _fmt((c.get("convergent") or [None])[-1], 4)])
     return rows
@@ -316,8 +316,8 @@ def _featurenet_section(results: Mapping[str, Any], fig_dir: Path) -> list[str]:
     curves = {f"{setting} s{seed}": f.get("curve") or {}
               for setting, by_seed in results.get("featurenets", {}).items() for seed, f in by_seed.items()}
     md = ["## FeatureNet training\n",
-          "Reconstruction loss at the start and over the last 10 % of the logged steps; `change` = relative change "
-          "of that mean against the 10 % before (%); `flattened` = less than 1 % further decrease. `dis`/`cvt` = "
+          "Reconstruction loss at the start (first window) and over the last quarter of the logged steps; `change` = "
+          "relative change of that mean against the quarter before (%); `flattened` = less than 2 % further decrease. `dis`/`cvt` = "
           "the unweighted discriminative and convergent terms at the end.\n",
           _table(["data", "setting", "seed", "steps", "rec start", "rec end", "change %", "flattened", "dis", "cvt"],
                  rows) + "\n"]
