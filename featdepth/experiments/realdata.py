@@ -33,13 +33,14 @@ import torch
 
 from featdepth.config import load_config
 from featdepth.data import KittiRawDataset
-from featdepth.evaluation.loop import evaluate_depth_batches, evaluate_pose, load_folder_sequence
+from featdepth.evaluation.loop import CameraHeightInfo, evaluate_depth_batches, evaluate_pose, load_folder_sequence
 from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, ExperimentPreset, featurenet_seed_for
 from featdepth.experiments.runs import common_overrides, featurenet_curve, log, train_featurenet, train_variant
 from featdepth.inference.loading import load
 from featdepth.inference.model import Model
 from featdepth.models.stage import StageNetworks
 from featdepth.utils.files import write_json
+from featdepth.utils.constants import KITTI_CAMERA_HEIGHT
 from featdepth.utils.runtime import resolve_device, seed_everything
 
 __all__ = [
@@ -166,17 +167,42 @@ def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPres
         num_workers=r.num_workers, device=preset.device, val_max_images=preset.val_max_images)
 
 
-def load_raw_eval(raw_root: str | Path, height: int, width: int) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """The 7 left frames of ``kitti_raw_tiny`` at the network size and their lidar depth at full size."""
+def load_raw_eval(raw_root: str | Path, height: int, width: int, *,
+                  with_intrinsics: bool = False) -> tuple[torch.Tensor, list[np.ndarray]] | tuple[torch.Tensor, list[np.ndarray], torch.Tensor]:
+    """The 7 left frames of ``kitti_raw_tiny`` at the network size and their lidar depth at full size (and,
+    with ``with_intrinsics``, their ``(7,3,3)`` pixel intrinsics at the network size)."""
 
     lines = [f"{RAW_DRIVE} {i} l" for i in range(RAW_FRAMES)]
     ds = KittiRawDataset(raw_root, lines, [0], height, width, is_train=False, load_depth=True)
-    images, gts = [], []
+    images, gts, Ks = [], [], []
     for i in range(len(ds)):
         s = ds[i]
         images.append(s["color"][0])
         gts.append(s["depth_gt"][0].numpy())
+        Ks.append(s["K"])
+    if with_intrinsics:
+        return torch.stack(images), gts, torch.stack(Ks)
     return torch.stack(images), gts
+
+
+def evaluate_raw_camera_height(model: Model, images: torch.Tensor, gts: Sequence[np.ndarray], K: torch.Tensor,
+                               camera_height: float = KITTI_CAMERA_HEIGHT) -> dict[str, Any]:
+    """The same frames and protocol as :func:`evaluate_raw_depth`, scaled by the camera height instead of the
+    ground truth (:mod:`featdepth.geometry.scale_recovery`; KITTI's camera is 1.65 m above the road): the metrics, the median-scaled metrics of the same predictions, and
+    ``recovered scale / median-scaling ratio`` (mean, sd) with the number of frames whose ground plane was found;
+    ``{"error": ..., "frames_with_plane": 0}`` where no frame has one."""
+    info = CameraHeightInfo(K=K, camera_height=[camera_height] * len(images), sequence=["0023"] * len(images))
+    try:
+        res, _ = evaluate_depth_batches(model, [(images, list(gts), info)], protocol="eigen", scaling="camera-height",
+                                        min_depth=1e-3, max_depth=80.0)
+    except ValueError as exc:  # no frame with a ground plane (e.g. a barely trained model): recorded, not fatal
+        return {"error": str(exc).split(" (")[0], "frames_with_plane": 0, "camera_height": camera_height}
+    rep = res.scale_recovery or {}
+    ratio = rep.get("scale_over_median_ratio", {})
+    return {"metrics": dict(res.metrics), "median_metrics": rep.get("median_scaling", {}).get("metrics", {}),
+            "scale_over_median_ratio_mean": ratio.get("mean"), "scale_over_median_ratio_std": ratio.get("std"),
+            "frames_with_plane": int(sum(r is not None for r in rep.get("recovered", []))),
+            "camera_height": camera_height}
 
 
 def to_grey(images: torch.Tensor) -> torch.Tensor:
@@ -221,7 +247,7 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    images, gts = load_raw_eval(shared / "kitti_raw_tiny", r.height, r.width)
+    images, gts, raw_K = load_raw_eval(shared / "kitti_raw_tiny", r.height, r.width, with_intrinsics=True)
     odom_root = build_odom_folder(work, shared / "kitti_odom_06_tiny") if (shared / "kitti_odom_06_tiny").is_dir() else None
     results: dict[str, Any] = {"preset": {k: getattr(r, k) for k in r.__dataclass_fields__}, "shared_data": str(shared),
                                "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
@@ -261,6 +287,7 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
                                        slim=slim)
                 system = load(s["checkpoint"], device=dev, backend="eager")
                 ev = evaluate_raw_depth(system, eval_images, gts)
+                ev["camera_height"] = evaluate_raw_camera_height(system, eval_images, gts, raw_K)
                 run = {"source": source, "variant": v.name, "seed": seed, "out_dir": str(d), "steps": s.get("steps"),
                        "wall_seconds": s.get("wall_seconds", time.perf_counter() - t0), "eval": ev}
                 if odom_root is not None and system.has_pose:

@@ -369,6 +369,21 @@ def test_realdata_helpers(shared_data, tmp_path):
     assert images.shape == (7, 3, 64, 192) and len(gts) == 7 and gts[0].shape == (375, 1242)
     grey = realdata.to_grey(images[:1])
     torch.testing.assert_close(grey[:, 0], grey[:, 2])
+    images, gts, K = realdata.load_raw_eval(shared_data / "kitti_raw_tiny", 64, 192, with_intrinsics=True)
+    assert K.shape == (7, 3, 3) and float(K[0, 0, 0]) == pytest.approx(721.5377 * 192 / 1242, rel=1e-3)
+    # camera-height scaling of an untrained model: reported beside the median-scaled metrics of the same frames
+    from featdepth.config import load_config
+    from featdepth.inference.model import Model
+    from featdepth.models.stage import StageNetworks
+
+    cfg = load_config(None, ["train.stage=baseline", "data.height=64", "data.width=192", "model.depth_layers=18",
+                             "model.pose_layers=18", "model.pose_input_size=null"])
+    torch.manual_seed(0)
+    nets = StageNetworks(cfg, stage="baseline").eval()
+    model = Model.from_networks(nets.depth_net, nets.pose_net, cfg, stage="baseline")
+    ch = realdata.evaluate_raw_camera_height(model, images, gts, K)
+    # an untrained network predicts no ground plane anywhere: recorded with the reason, not a crash
+    assert ch["frames_with_plane"] == 0 and "no ground plane found in any of the 7 images" in ch["error"]
 
 
 # ------------------------------------------------------------------------------------------ end to end
