@@ -13,8 +13,9 @@ Variants (:data:`VARIANTS`):
 
 Every depth run gets the same number of depth/pose steps (``depth_steps``); the two-stage variants
 additionally need a FeatureNet stage (``feature_steps``), which is trained **once** per (FeatureNet
-setting, seed) under ``DIR/featurenets/<setting>/seed<k>`` and shared by the depth runs that use it.
-Each run keeps its resolved ``config.yaml`` and ``log.jsonl`` in ``DIR/runs/<variant>/seed<k>`` (the
+setting, seed) under ``DIR/featurenets/<setting>/seed<k>`` and shared by the depth runs that use it
+(with ``featurenet_seeds``, e.g. the ``decide`` preset, only for those seeds, and shared across all depth
+seeds; ``sweep_featurenets`` adds FeatureNets for the landscape and statistics only). Each run keeps its resolved ``config.yaml`` and ``log.jsonl`` in ``DIR/runs/<variant>/seed<k>`` (the
 trainer writes them) plus ``result.json`` (the evaluation). A finished run (``result.json`` present)
 is not trained again when the command is repeated with the same ``--out``: an interrupted experiment
 resumes where it stopped.
@@ -58,10 +59,10 @@ from featdepth.experiments.presets import (
 )
 from featdepth.experiments.regions import EVAL_REGIONS, evaluate_region_depth
 from featdepth.experiments.runs import (
+    featurenet_curve,
     load_feature_net,
     log,
     synthetic_overrides,
-    featurenet_curve,
     train_featurenet,
     train_variant,
 )
