@@ -274,7 +274,7 @@ def _featurenet_rows(fns: Mapping[str, Any], where: str) -> list[list[Any]]:
             if not c:
                 continue
             rec = c.get("reconstruction", [])
-            rows.append([where, f"`{setting}`", seed, _fmt(c["steps"][-1] if c.get("steps") else None, 0),
+            rows.append([where, f"`{setting}`", seed, _fmt(c.get("last_step", c["steps"][-1] if c.get("steps") else None), 0),
                          _fmt(rec[0] if rec else None, 4), _fmt(c.get("final"), 4),
                          _fmt(100 * c["change_last_quarter"] if "change_last_quarter" in c else None, 1),
                          _fmt(c.get("flattened")), _fmt((c.get("discriminative") or [None])[-1], 4),

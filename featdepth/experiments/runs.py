@@ -57,7 +57,7 @@ def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, An
     """The reconstruction-loss curve of a FeatureNet run from its ``log.jsonl`` and whether it flattened.
 
     Returns ``{"steps": [...], "reconstruction": [...], "discriminative": [...], "convergent": [...]}``
-    (means over ``max_points`` equal windows of the logged steps) plus ``final`` (mean reconstruction loss over
+    (means over ``max_points`` equal windows of the logged steps), ``last_step`` (the last logged step), ``final`` (mean reconstruction loss over
     the last quarter of the logged steps) and ``change_last_quarter`` (relative change of that mean against
     the quarter before: ``final / previous - 1``; above -0.02, i.e. less than 2 % further decrease, counts as
     ``flattened``). Quarters, not tenths: the logged values are single batches, and over a tenth of a run
@@ -81,6 +81,7 @@ def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, An
     out: dict[str, Any] = {}
     windows = np.array_split(np.arange(len(rows)), min(max_points, len(rows)))
     out["steps"] = [float(steps[w].mean()) for w in windows]
+    out["last_step"] = int(steps.max())
     for key in ("reconstruction", "discriminative", "convergent"):
         v = np.array([r.get(f"loss/{key}", float("nan")) for r in rows], dtype=float)
         out[key] = [float(v[w].mean()) for w in windows]

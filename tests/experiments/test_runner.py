@@ -245,7 +245,7 @@ def test_featurenet_curve(tmp_path):
              for s in range(1, 201)]
     log.write_text("\n".join(lines + ['{"step": 201, "loss/recons']))  # a line cut by a kill is skipped
     c = featurenet_curve(log, max_points=20)
-    assert len(c["steps"]) == len(c["reconstruction"]) == 20 and c["steps"][0] == pytest.approx(5.5)
+    assert len(c["steps"]) == len(c["reconstruction"]) == 20 and c["steps"][0] == pytest.approx(5.5) and c["last_step"] == 200
     assert c["final"] == pytest.approx(np.mean([1.0 / s for s in range(151, 201)]))
     prev = np.mean([1.0 / s for s in range(101, 151)])
     assert c["change_last_quarter"] == pytest.approx(c["final"] / prev - 1)
