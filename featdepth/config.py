@@ -312,8 +312,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _is_file_ref(path_or_name: str) -> bool:
     """A config *file* (a ``.yaml``/``.yml`` name, or an existing file), else a preset name. A folder that
-    happens to carry a preset's name (``runs/demo`` is not ``demo``, but ``./demo/`` in the working
-    directory is) does not shadow the preset."""
+    carries a preset's name (e.g. ``./demo/`` in the working directory) does not shadow the preset."""
     path = Path(path_or_name)
     return path.suffix in (".yaml", ".yml") or path.is_file()
 
