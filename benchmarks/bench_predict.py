@@ -49,17 +49,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "inference.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inference import _cpu_name  # noqa: E402 - the sibling script's machine description
+
 BACKENDS = ["eager", "channels_last", "onnxruntime", "auto", "bf16"]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time(fn: Callable[[], Any], warmup: int, reps: int, budget_s: float) -> tuple[float, list[float]]:

@@ -243,6 +243,23 @@ def _metadata(model: Any, outputs: list[str], factor: float) -> dict[str, str]:
     }
 
 
+def _export_verified(model: Any, wrapper: nn.Module, make_inputs: Any, inputs: list[str], outputs: list[str],
+                     path: Path, *, factor: float, opset: int, exporter: str, verify: bool, atol: float,
+                     batches: tuple[int, ...], rtol_names: tuple[str, ...] = ()) -> ExportResult:
+    """Export ``wrapper`` to a temporary file beside ``path``, verify it, then move it into place with metadata."""
+    tmp = _tmp_path(path)
+    kind = onnx_export_module(wrapper, make_inputs(1), tmp, inputs, outputs, opset, exporter)
+    result = ExportResult(path=path, exporter=kind, opset=opset, batches=tuple(batches))
+    try:
+        if verify:
+            result.max_abs_diff, result.max_rel_diff = verify_onnx(
+                tmp, wrapper, make_inputs, inputs, outputs, batches=batches, atol=atol, rtol_names=rtol_names)
+        _finalise(tmp, path, _metadata(model, outputs, factor))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result
+
+
 def export_depth_onnx(model: Any, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET, exporter: str = "auto",
                       verify: bool = True, atol: float = 1e-4, batches: tuple[int, ...] = (1, 3),
                       factor: float | None = None) -> ExportResult:
@@ -259,18 +276,9 @@ def export_depth_onnx(model: Any, out: str | os.PathLike, *, opset: int = DEFAUL
     def make_inputs(b: int) -> tuple[Tensor]:
         return (torch.rand(b, 3, h, w, generator=gen),)
 
-    inputs, outputs = ["image"], ["disparity", "depth"]
-    tmp = _tmp_path(path)
-    kind = onnx_export_module(wrapper, make_inputs(1), tmp, inputs, outputs, opset, exporter)
-    result = ExportResult(path=path, exporter=kind, opset=opset, batches=tuple(batches))
-    try:
-        if verify:
-            result.max_abs_diff, result.max_rel_diff = verify_onnx(
-                tmp, wrapper, make_inputs, inputs, outputs, batches=batches, atol=atol, rtol_names=("depth",))
-        _finalise(tmp, path, _metadata(model, outputs, factor))
-    finally:
-        tmp.unlink(missing_ok=True)
-    return result
+    return _export_verified(model, wrapper, make_inputs, ["image"], ["disparity", "depth"], path, factor=factor,
+                            opset=opset, exporter=exporter, verify=verify, atol=atol, batches=batches,
+                            rtol_names=("depth",))
 
 
 def export_pose_onnx(model: Any, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET, exporter: str = "auto",
@@ -290,18 +298,9 @@ def export_pose_onnx(model: Any, out: str | os.PathLike, *, opset: int = DEFAULT
     def make_inputs(b: int) -> tuple[Tensor, Tensor]:
         return torch.rand(b, 3, h, w, generator=gen), torch.rand(b, 3, h, w, generator=gen)
 
-    inputs, outputs = ["frame_a", "frame_b"], ["axis_angle", "translation", "T"]
-    tmp = _tmp_path(path)
-    kind = onnx_export_module(wrapper, make_inputs(1), tmp, inputs, outputs, opset, exporter)
-    result = ExportResult(path=path, exporter=kind, opset=opset, batches=tuple(batches))
-    try:
-        if verify:
-            result.max_abs_diff, result.max_rel_diff = verify_onnx(
-                tmp, wrapper, make_inputs, inputs, outputs, batches=batches, atol=atol)
-        _finalise(tmp, path, _metadata(model, outputs, factor))
-    finally:
-        tmp.unlink(missing_ok=True)
-    return result
+    return _export_verified(model, wrapper, make_inputs, ["frame_a", "frame_b"], ["axis_angle", "translation", "T"],
+                            path, factor=factor, opset=opset, exporter=exporter, verify=verify, atol=atol,
+                            batches=batches)
 
 
 

@@ -110,19 +110,25 @@ def test_evaluation_restores_training_mode(nets):
         n.eval()
 
 
+def _turning_trajectory(n: int, turn_deg: float) -> np.ndarray:
+    """``(n,4,4)`` T_world_cam of a camera moving 1 m per frame while its yaw grows linearly to ``turn_deg``."""
+    poses = np.stack([np.eye(4) for _ in range(n)])
+    yaw = np.linspace(0.0, np.radians(turn_deg), n)
+    for i in range(1, n):
+        c, s = np.cos(yaw[i]), np.sin(yaw[i])
+        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        poses[i, :3, 3] = poses[i - 1, :3, 3] + poses[i - 1, :3, :3] @ np.array([0.0, 0.0, 1.0])
+    return poses
+
+
 def test_short_trajectories_get_the_devkit_errors_on_short_segments_and_a_heading_error():
     """A 60 m turning trajectory: no 100 m KITTI segment, so t_err/r_err use 10-50 m segments; predicting the
     ground truth gives zero errors, predicting a straight line misses the whole turn (heading error = the turn)."""
     from featdepth.evaluation.loop import heading_error_deg
     from featdepth.evaluation.pose_metrics import kitti_odometry_errors
 
-    n, yaw_total = 61, np.radians(30.0)
-    poses = np.stack([np.eye(4) for _ in range(n)])
-    yaw = np.linspace(0.0, yaw_total, n)
-    for i in range(1, n):
-        c, s = np.cos(yaw[i]), np.sin(yaw[i])
-        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-        poses[i, :3, 3] = poses[i - 1, :3, 3] + poses[i - 1, :3, :3] @ np.array([0.0, 0.0, 1.0])
+    n = 61
+    poses = _turning_trajectory(n, 30.0)
     straight = np.stack([np.eye(4) for _ in range(n)])
     straight[:, 2, 3] = np.arange(n)
     assert heading_error_deg(poses, poses) == pytest.approx(0.0, abs=1e-6)
@@ -138,13 +144,8 @@ def test_no_rotation_reference_of_evaluate_pose(monkeypatch):
     while a perfect prediction scores 0 on both; pooled by evaluate_pose_sequences."""
     from featdepth.evaluation import loop
 
-    n, yaw_total = 61, np.radians(30.0)
-    poses = np.stack([np.eye(4) for _ in range(n)])
-    yaw = np.linspace(0.0, yaw_total, n)
-    for i in range(1, n):
-        c, s = np.cos(yaw[i]), np.sin(yaw[i])
-        poses[i, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-        poses[i, :3, 3] = poses[i - 1, :3, 3] + poses[i - 1, :3, :3] @ np.array([0.0, 0.0, 1.0])
+    n = 61
+    poses = _turning_trajectory(n, 30.0)
     rel_gt = loop.relative_poses_from_absolute(poses)
     monkeypatch.setattr(loop, "predict_relative_poses", lambda model, images, batch_size=8: rel_gt.copy())
     images = torch.zeros(n, 3, 8, 8)
