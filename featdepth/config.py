@@ -77,6 +77,10 @@ class ModelConfig:
     # grow under Adam (each step moves the output by about lr x this factor): 0.01 suits long schedules,
     # short ones (the demo) need the motion to reach the depth's scale before the depth net commits.
     pose_output_scale: float = 0.01
+    # Factor on the rotation part only; null (the paper) = pose_output_scale. Per-frame rotations are
+    # ~0.01 rad while translations are a sizeable fraction of the depth, so a short run that raises
+    # pose_output_scale may keep the rotation's factor small (docs/method.md, "Pose output scale").
+    pose_rotation_scale: float | None = None
     feature_layers: int = 50
     feature_weights: str | None = None
     feature_level: int = 0
@@ -489,6 +493,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"model.min_depth/max_depth must satisfy 0 < min < max, got {m.min_depth}, {m.max_depth}")
     if not m.pose_output_scale > 0:
         raise ConfigError(f"model.pose_output_scale must be > 0, got {m.pose_output_scale}")
+    if m.pose_rotation_scale is not None and not m.pose_rotation_scale > 0:
+        raise ConfigError(f"model.pose_rotation_scale must be > 0 or null, got {m.pose_rotation_scale}")
     if not 0 <= m.feature_level <= 4:
         raise ConfigError(f"model.feature_level must be in 0..4, got {m.feature_level}")
     if lo.frozen_bn not in ("eval", "train"):

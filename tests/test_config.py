@@ -67,6 +67,8 @@ def test_unknown_key_names_it_and_suggests():
         ("data.frame_ids=[0,x]", "data.frame_ids"),
         ("loss.automask=maybe", "loss.automask"),
         ("model.pose_input_size=[190,640]", "model.pose_input_size"),
+        ("model.pose_rotation_scale=0", "model.pose_rotation_scale"),
+        ("model.pose_rotation_scale=-0.01", "model.pose_rotation_scale"),
     ],
 )
 def test_bad_values_name_the_key(override, key):

@@ -51,11 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="eigen: Garg crop, 1e-3 < gt < 80; eigen_benchmark: improved GT, gt > 0, no crop")
     q.add_argument("--scaling", type=_scaling_arg, default="median",
                    help="median (per image, monocular models), stereo (the checkpoint's metric factor: 36 for the "
-                        "0.015 baseline, 1 for the real one), camera-height (metric scale per image from the ground "
+                        "0.015 baseline, 1 for the real one), camera-height (metric scale from the ground "
                         "plane of the predicted depth and the camera height; no ground truth), none, or a number")
     q.add_argument("--camera-height", type=_camera_height_arg, metavar="METRES",
                    help="with --scaling camera-height: the camera's height above the ground (default: 1.65 for KITTI "
                         "raw; a folder dataset's camera_height.txt per sequence, required without one)")
+    q.add_argument("--camera-height-scale", choices=["sequence", "frame"], default="sequence",
+                   help="with --scaling camera-height: evaluate every image with its sequence's median recovered scale "
+                        "(default, as `predict --camera-height` does for a video) or with its own; both are reported")
     q.add_argument("--post-process", action="store_true", help="flip test-time augmentation with the edge blend (docs/method.md §4.1)")
     q.add_argument("--min-depth", type=float, default=1e-3, help="evaluate ground truth deeper than this, metres (default: 1e-3)")
     q.add_argument("--max-depth", type=float, default=80.0, help="evaluate ground truth up to this, metres; predictions are "
@@ -161,6 +164,7 @@ def cmd_evaluate_depth(args: argparse.Namespace) -> int:
                                  batch_size=args.refine_batch_size, max_steps=args.refine_max_steps,
                                  save_refined=args.save_refined), device=resolve_device_arg(args.device), batch_size=args.batch_size,
             num_workers=args.num_workers, progress=progress_enabled(args), camera_height=args.camera_height,
+            camera_height_scale=args.camera_height_scale,
         )
         if args.save_pred:
             import numpy as np

@@ -92,6 +92,8 @@ def predict_relative_poses(model: Model, images: Tensor, *, batch_size: int = 8)
 
 #: The scaling of :func:`evaluate_depth_batches` that recovers the metric scale from the camera height.
 CAMERA_HEIGHT_SCALING = "camera-height"
+#: Which recovered scale an image is evaluated with: its sequence's median (default) or its own.
+CAMERA_HEIGHT_SCALE_MODES = ("sequence", "frame")
 
 
 @dataclass
@@ -186,6 +188,7 @@ def evaluate_depth_batches(
     batch_size: int = 8,
     max_images: int | None = None,
     on_batch: Any = None,
+    camera_height_scale: str = "sequence",
 ) -> tuple[DepthEvalResult, np.ndarray]:
     """Predict every batch and evaluate it against its ground truth.
 
@@ -198,6 +201,10 @@ def evaluate_depth_batches(
             (:func:`camera_height_scales`; rejected images: the sequence median) and evaluates with no further
             scaling. The result's ``scale_recovery`` then holds that report plus the median-scaled metrics of
             the same predictions and the mean and sd of ``recovered scale / median-scaling ratio``.
+        camera_height_scale: with ``"camera-height"``: ``"sequence"`` (default) scales every image of a
+            sequence by the median of its images' recovered scales, as ``featdepth predict --camera-height``
+            does for a video; ``"frame"`` uses each image's own scale (rejected images: the sequence median).
+            The report holds the metrics of both (``metrics_per_frame``, ``metrics_per_sequence``).
         max_images: stop after this many images.
         on_batch: called with the number of images predicted so far (progress).
 
@@ -210,6 +217,9 @@ def evaluate_depth_batches(
             or without a single image with a ground plane.
     """
     by_height = isinstance(scaling, str) and scaling == CAMERA_HEIGHT_SCALING
+    if camera_height_scale not in CAMERA_HEIGHT_SCALE_MODES:
+        raise ValueError(f"camera_height_scale must be one of {', '.join(CAMERA_HEIGHT_SCALE_MODES)}, "
+                         f"got {camera_height_scale!r}")
     gts: list[np.ndarray] = []
     preds: list[np.ndarray] = []
     Ks: list[np.ndarray] = []
@@ -244,14 +254,23 @@ def evaluate_depth_batches(
                                 max_depth=max_depth, preds_are_disparity=True)
         return result, disps
     n = len(disps)
-    scales, _, report = camera_height_scales(disps, np.concatenate(Ks)[:n], heights[:n], seqs[:n])
+    frame_scales, _, report = camera_height_scales(disps, np.concatenate(Ks)[:n], heights[:n], seqs[:n])
+    seq_scales = np.array([report["per_sequence"][s]["scale"] for s in seqs[:n]], dtype=np.float64)
     median = evaluate_depth(gts, disps, protocol=protocol, scaling="median", min_depth=min_depth,
                             max_depth=max_depth, preds_are_disparity=True)
-    metric_disps = (disps / scales[:, None, None]).astype(np.float32)
-    result = evaluate_depth(gts, metric_disps, protocol=protocol, scaling=None, min_depth=min_depth,
-                            max_depth=max_depth, preds_are_disparity=True)
+    by_mode: dict[str, tuple[DepthEvalResult, np.ndarray]] = {}
+    for mode, sc in (("frame", frame_scales), ("sequence", seq_scales)):
+        md = (disps / sc[:, None, None]).astype(np.float32)
+        by_mode[mode] = (evaluate_depth(gts, md, protocol=protocol, scaling=None, min_depth=min_depth,
+                                        max_depth=max_depth, preds_are_disparity=True), md)
+    result, metric_disps = by_mode[camera_height_scale]
+    scales = seq_scales if camera_height_scale == "sequence" else frame_scales
     result.scaling = CAMERA_HEIGHT_SCALING
-    ratio = scales / median.ratios  # recovered scale / median-scaling ratio, per image
+    report["scale_mode"] = camera_height_scale
+    report["scales_used"] = [float(x) for x in scales]
+    report["metrics_per_frame"] = dict(by_mode["frame"][0].metrics)
+    report["metrics_per_sequence"] = dict(by_mode["sequence"][0].metrics)
+    ratio = frame_scales / median.ratios  # each image's recovered scale / median-scaling ratio, per image
     ok = np.array([r is not None for r in report["recovered"]])
     report["median_scaling"] = {"metrics": dict(median.metrics), "ratio_median": median.ratio_median,
                                 "ratio_std": median.ratio_std, "ratios": [float(r) for r in median.ratios]}

@@ -188,7 +188,9 @@ def load_raw_eval(raw_root: str | Path, height: int, width: int, *,
 def evaluate_raw_camera_height(model: Model, images: torch.Tensor, gts: Sequence[np.ndarray], K: torch.Tensor,
                                camera_height: float = KITTI_CAMERA_HEIGHT) -> dict[str, Any]:
     """The same frames and protocol as :func:`evaluate_raw_depth`, scaled by the camera height instead of the
-    ground truth (:mod:`featdepth.geometry.scale_recovery`; KITTI's camera is 1.65 m above the road): the metrics, the median-scaled metrics of the same predictions, and
+    ground truth (:mod:`featdepth.geometry.scale_recovery`; KITTI's camera is 1.65 m above the road): the metrics
+    with the clip's median recovered scale (one sequence; ``metrics_per_frame``: each frame's own scale), the
+    median-scaled metrics of the same predictions, and
     ``recovered scale / median-scaling ratio`` (mean, sd) with the number of frames whose ground plane was found;
     ``{"error": ..., "frames_with_plane": 0}`` where no frame has one."""
     info = CameraHeightInfo(K=K, camera_height=[camera_height] * len(images), sequence=["0023"] * len(images))
@@ -199,7 +201,8 @@ def evaluate_raw_camera_height(model: Model, images: torch.Tensor, gts: Sequence
         return {"error": str(exc).split(" (")[0], "frames_with_plane": 0, "camera_height": camera_height}
     rep = res.scale_recovery or {}
     ratio = rep.get("scale_over_median_ratio", {})
-    return {"metrics": dict(res.metrics), "median_metrics": rep.get("median_scaling", {}).get("metrics", {}),
+    return {"metrics": dict(res.metrics), "metrics_per_frame": rep.get("metrics_per_frame", {}),
+            "scale_mode": rep.get("scale_mode"), "median_metrics": rep.get("median_scaling", {}).get("metrics", {}),
             "scale_over_median_ratio_mean": ratio.get("mean"), "scale_over_median_ratio_std": ratio.get("std"),
             "frames_with_plane": int(sum(r is not None for r in rep.get("recovered", []))),
             "camera_height": camera_height}

@@ -408,11 +408,13 @@ def _real_section(real: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
               "a 2-core machine (same frames and protocol, 640×192, 400 steps); compare only at a similar budget and resolution.\n")
     ch_rows = _camera_height_rows(real)
     if ch_rows:
-        md.append("**Metres without ground truth** (camera-height scaling: each frame's depth scaled by the ground "
-                  "plane of its own prediction and KITTI's camera height, 1.65 m; rejected frames take the median "
-                  "scale): abs_rel against the same predictions median-scaled, and recovered scale ÷ median-scaling "
-                  "ratio (1 = as good as ground-truth scaling on average).\n")
-        md.append(_table(["trained on", "variant", "seeds", "abs_rel camera-height", "abs_rel median", "ratio",
+        md.append("**Metres without ground truth** (camera-height scaling: each frame's scale from the ground "
+                  "plane of its own prediction and KITTI's camera height, 1.65 m; the clip is evaluated with the "
+                  "median of its frames' scales, as `predict --camera-height` scales a video, and with each frame's "
+                  "own scale): abs_rel against the same predictions median-scaled, and each frame's recovered scale "
+                  "÷ its median-scaling ratio (1 = as good as ground-truth scaling on average).\n")
+        md.append(_table(["trained on", "variant", "seeds", "abs_rel camera-height (clip median scale)",
+                          "abs_rel camera-height (per frame)", "abs_rel median", "ratio (clip scale)",
                           "scale / median ratio", "frames with a plane"], ch_rows) + "\n")
     for note in real.get("notes", []):
         md.append(f"- {note}\n")
@@ -427,8 +429,9 @@ def _camera_height_rows(real: Mapping[str, Any]) -> list[list[Any]]:
     rows = []
     for (source, v), chs in groups.items():
         ch = [c["metrics"]["abs_rel"] for c in chs]
+        per_frame = [c.get("metrics_per_frame", {}).get("abs_rel") for c in chs]
         med = [c["median_metrics"].get("abs_rel") for c in chs]
-        rows.append([source, f"`{v}`", len(chs), fmt_mean_sd(ch), fmt_mean_sd(med),
+        rows.append([source, f"`{v}`", len(chs), fmt_mean_sd(ch), fmt_mean_sd(per_frame), fmt_mean_sd(med),
                      fmt_mean_sd([a / b for a, b in zip(ch, med) if b]),
                      fmt_mean_sd([c["scale_over_median_ratio_mean"] for c in chs]),
                      " ".join(str(c["frames_with_plane"]) for c in chs)])

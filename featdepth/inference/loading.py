@@ -76,7 +76,8 @@ def _build_networks(cfg: Config, stage: str, state: Mapping[str, Tensor], source
     pose_net = None
     if any(k.startswith("pose_net.") for k in state):
         size = tuple(m.pose_input_size) if m.pose_input_size else None
-        pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=None, output_scale=m.pose_output_scale)
+        pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=None, output_scale=m.pose_output_scale,
+                               rotation_scale=m.pose_rotation_scale)
     for name, net in (("depth_net", depth_net), ("pose_net", pose_net)):
         if net is None:
             continue

@@ -23,20 +23,24 @@ class PoseDecoder(nn.Module):
     """Pose head on the last encoder level.
 
     ``reduce`` (1×1, ``c4 -> 256``, bias) + ReLU, ``conv1`` (3×3) + ReLU, ``conv2`` (3×3) + ReLU,
-    ``conv3`` (1×1, ``256 -> 6``), mean over H and W, times ``output_scale`` (0.01).
+    ``conv3`` (1×1, ``256 -> 6``), mean over H and W, times ``output_scale`` (0.01); the three rotation
+    outputs are multiplied by ``rotation_scale`` instead when it is given.
 
     Args:
         num_ch_enc: encoder channels ``[c0..c4]``; only ``c4`` is used (512 for ResNet-18).
         output_scale: factor on the averaged output (0.01 in the paper).
+        rotation_scale: factor on the rotation part only; ``None`` (the paper) = ``output_scale``.
 
     Input: ``[f0..f4]`` (only ``f4`` ``(B,c4,h,w)`` is used).
     Output: ``(axis_angle (B,3), translation (B,3))``; the rotation angle is ``|axis_angle|`` in radians.
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], output_scale: float = 0.01) -> None:
+    def __init__(self, num_ch_enc: Sequence[int], output_scale: float = 0.01,
+                 rotation_scale: float | None = None) -> None:
         super().__init__()
         self.num_ch_enc = [int(c) for c in num_ch_enc]
         self.output_scale = float(output_scale)
+        self.rotation_scale = self.output_scale if rotation_scale is None else float(rotation_scale)
         self.reduce = nn.Conv2d(self.num_ch_enc[-1], 256, kernel_size=1)
         self.conv1 = nn.Conv2d(256, 256, kernel_size=3, stride=1, padding=1)
         self.conv2 = nn.Conv2d(256, 256, kernel_size=3, stride=1, padding=1)
@@ -53,8 +57,8 @@ class PoseDecoder(nn.Module):
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         x = self.conv3(x)
-        out = x.mean(dim=(2, 3)) * self.output_scale  # (B, 6)
-        return out[:, :3], out[:, 3:]
+        out = x.mean(dim=(2, 3))  # (B, 6)
+        return out[:, :3] * self.rotation_scale, out[:, 3:] * self.output_scale
 
 
 class PoseNet(nn.Module):
@@ -74,6 +78,7 @@ class PoseNet(nn.Module):
     ``(I_0, I_f)``, and invert the resulting transform for ``f < 0`` (docs/method.md §1.4).
 
         output_scale: factor on the decoder's averaged output (0.01 in the paper; ``model.pose_output_scale``).
+        rotation_scale: factor on the rotation part only (``model.pose_rotation_scale``); ``None`` = ``output_scale``.
 
     Output: ``(axis_angle (B,3), translation (B,3))``, scaled by ``output_scale`` in the decoder.
     """
@@ -84,6 +89,7 @@ class PoseNet(nn.Module):
         input_size: tuple[int, int] | None = (192, 640),
         weights: WeightsSpec = None,
         output_scale: float = 0.01,
+        rotation_scale: float | None = None,
     ) -> None:
         super().__init__()
         if input_size is not None:
@@ -93,7 +99,8 @@ class PoseNet(nn.Module):
             input_size = (int(input_size[0]), int(input_size[1]))
         self.input_size: tuple[int, int] | None = input_size
         self.encoder = build_encoder(num_layers, num_input_images=2, weights=weights)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc, output_scale=output_scale)
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc, output_scale=output_scale,
+                                   rotation_scale=rotation_scale)
 
     def prepare_input(self, frame_earlier: Tensor, frame_later: Tensor) -> Tensor:
         """Stack, resize and normalise the frames: returns the encoder input ``(B,6,h,w)``."""

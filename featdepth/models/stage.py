@@ -46,7 +46,8 @@ class StageNetworks(nn.Module):
             if self.temporal_frames:
                 size = tuple(m.pose_input_size) if m.pose_input_size else None
                 self.pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=m.pose_weights,
-                                       output_scale=m.pose_output_scale)
+                                       output_scale=m.pose_output_scale,
+                               rotation_scale=m.pose_rotation_scale)
         if self.stage in ("featurenet", "depth", "joint"):
             self.feature_net = FeatureNet(num_layers=m.feature_layers, weights=m.feature_weights, feature_level=m.feature_level)
         if self.stage == "depth":

@@ -305,6 +305,10 @@ def _camera_height_lines(r: DepthEvalResult) -> list[str]:
         f"same predictions with median scaling: abs_rel {med['abs_rel']:.3f}, rmse {med['rmse']:.3f}, a1 {med['a1']:.3f} "
         f"(camera-height abs_rel is {r.metrics['abs_rel'] / med['abs_rel']:.2f}x that)",
     ]
+    if "metrics_per_frame" in rep:
+        fr, sq = rep["metrics_per_frame"]["abs_rel"], rep["metrics_per_sequence"]["abs_rel"]
+        lines.append(f"scale per {rep['scale_mode']} used; abs_rel with each sequence's median scale {sq:.3f} "
+                     f"({sq / med['abs_rel']:.2f}x), with each image's own scale {fr:.3f} ({fr / med['abs_rel']:.2f}x)")
     for name, v in list(rep["per_sequence"].items())[:10]:
         lines.append(f"  {name}: scale {v['scale']:.4g} ({v['num_accepted']} accepted, {v['num_rejected']} rejected)")
     for rej in rep["rejected"][:3]:
@@ -378,6 +382,7 @@ def evaluate_depth_checkpoint(
     progress: bool = False,
     model: Optional[Model] = None,
     camera_height: Optional[float] = None,
+    camera_height_scale: str = "sequence",
 ) -> DepthEvaluation:
     """Predict a split with a checkpoint and evaluate it (see the module docstring).
 
@@ -393,6 +398,9 @@ def evaluate_depth_checkpoint(
             scale); the result's ``scale_recovery`` reports it against the median-scaling ratio.
         camera_height: metres, for ``"camera-height"``; default: 1.65 for KITTI raw, each sequence's
             ``camera_height.txt`` for a folder dataset (required when a sequence has none).
+        camera_height_scale: ``"sequence"`` (default: every image of a sequence takes the median of its
+            images' scales, as ``featdepth predict --camera-height`` does for a video) or ``"frame"`` (each
+            image its own); the report gives the metrics of both.
         refine: ``None``, a protocol name (``"per-sample"`` or ``"whole-split"``, default settings) or
             :class:`RefineOptions` (online refinement, docs/method.md §3.6); needs the
             neighbour frames of the model's ``frame_ids``.
@@ -479,7 +487,8 @@ def evaluate_depth_checkpoint(
                                             camera_heights=heights)
             result, disps = evaluate_depth_batches(model, batches, protocol=protocol, scaling=scaling_value,
                                                    min_depth=min_depth, max_depth=max_depth, post_process=post_process,
-                                                   batch_size=batch_size, on_batch=report if progress else None)
+                                                   batch_size=batch_size, on_batch=report if progress else None,
+                                                   camera_height_scale=camera_height_scale)
     except ValueError as exc:
         raise ValueError(f"{gt_path or data_path}: {exc}") from exc
     source = model.describe()

@@ -145,3 +145,20 @@ def test_output_scale_is_configurable_and_linear():
         (ra, ta), (rb, tb) = a(x, y), b(x, y)
     torch.testing.assert_close(rb, 10 * ra)
     torch.testing.assert_close(tb, 10 * ta)
+
+
+def test_rotation_scale_applies_to_the_rotation_only():
+    """``model.pose_rotation_scale``: the rotation gets its own factor, the translation keeps ``output_scale``;
+    ``None`` (the default) is the paper's single factor, bit for bit."""
+    torch.manual_seed(0)
+    a = PoseNet(num_layers=18, input_size=None, output_scale=0.1).eval()
+    b = PoseNet(num_layers=18, input_size=None, output_scale=0.1, rotation_scale=0.01).eval()
+    c = PoseNet(num_layers=18, input_size=None, output_scale=0.1, rotation_scale=None).eval()
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    x, y = torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192)
+    with torch.no_grad():
+        (ra, ta), (rb, tb), (rc, tc) = a(x, y), b(x, y), c(x, y)
+    torch.testing.assert_close(rb, ra / 10)
+    assert torch.equal(tb, ta) and torch.equal(rc, ra) and torch.equal(tc, ta)
+    assert b.decoder.rotation_scale == 0.01 and a.decoder.rotation_scale == 0.1

@@ -150,21 +150,40 @@ def test_loop_camera_height_scaling_against_hand_computation(plane_net, model):
     K = torch.tensor([[0.58 * W, 0, 0.5 * W], [0, 1.92 * H, 0.5 * H], [0, 0, 1.0]]).expand(4, 3, 3)
     batches = [(images[:2], truth[:2], CameraHeightInfo(K[:2], heights[:2], names[:2])),
                (images[2:], truth[2:], CameraHeightInfo(K[2:], heights[2:], names[2:]))]
-    result, disps = evaluate_depth_batches(model, batches, protocol="uncropped", scaling="camera-height")
+    result, disps = evaluate_depth_batches(model, batches, protocol="uncropped", scaling="camera-height",
+                                           camera_height_scale="frame")
     rep = result.scale_recovery
     scales = [h / h0_of(r) for r, h in zip(reds, heights)] + [1.2 / h0_of(160)]  # the wall: sequence b's median
     np.testing.assert_allclose(rep["scales"], scales, rtol=1e-3)
     assert rep["num_rejected"] == 1 and rep["rejected"][0]["index"] == 3 and rep["recovered"][3] is None
     assert rep["per_sequence"]["b"]["num_accepted"] == 1 and rep["per_sequence"]["a"]["camera_height"] == 1.65
-    # hand computation of abs_rel: network depth (1 / scaled disparity) times the scale, clamped to [1e-3, 80]
-    abs_rels, med_ratio = [], []
-    for i, s in enumerate(scales):
-        z = np.minimum(np.where(i == 3, 5.0, plane_depth(h0_of(reds[min(i, 2)]))), FAR)
-        pred = np.clip(z * s, 1e-3, 80.0)
-        mask = (truth[i] > 1e-3) & (truth[i] < 80.0)
-        abs_rels.append(np.mean(np.abs(truth[i][mask] - pred[mask]) / truth[i][mask]))
-        med_ratio.append(np.median(truth[i][mask]) / np.median(z[mask]))
-    assert result.metrics["abs_rel"] == pytest.approx(np.mean(abs_rels), rel=1e-3, abs=1e-5)
+    # per sequence (the default): sequence a's two images both take the median (= mean) of their two scales
+    seq_scales = [(scales[0] + scales[1]) / 2] * 2 + [scales[2]] * 2
+
+    def hand_abs_rel(used: list[float]) -> tuple[float, list[float]]:
+        """abs_rel by hand: network depth (1 / scaled disparity) times the scale, clamped to [1e-3, 80]."""
+        abs_rels, ratios = [], []
+        for i, s in enumerate(used):
+            z = np.minimum(np.where(i == 3, 5.0, plane_depth(h0_of(reds[min(i, 2)]))), FAR)
+            pred = np.clip(z * s, 1e-3, 80.0)
+            mask = (truth[i] > 1e-3) & (truth[i] < 80.0)
+            abs_rels.append(np.mean(np.abs(truth[i][mask] - pred[mask]) / truth[i][mask]))
+            ratios.append(np.median(truth[i][mask]) / np.median(z[mask]))
+        return float(np.mean(abs_rels)), ratios
+
+    frame_abs_rel, med_ratio = hand_abs_rel(scales)
+    seq_abs_rel, _ = hand_abs_rel(seq_scales)
+    assert abs(seq_abs_rel - frame_abs_rel) > 0.01  # the two modes differ on this data
+    assert result.metrics["abs_rel"] == pytest.approx(frame_abs_rel, rel=1e-3, abs=1e-5)
+    assert rep["scale_mode"] == "frame" and rep["metrics_per_frame"]["abs_rel"] == result.metrics["abs_rel"]
+    assert rep["metrics_per_sequence"]["abs_rel"] == pytest.approx(seq_abs_rel, rel=1e-3, abs=1e-5)
+    by_seq, seq_disps = evaluate_depth_batches(model, batches, protocol="uncropped", scaling="camera-height")
+    assert by_seq.scale_recovery["scale_mode"] == "sequence"
+    assert by_seq.metrics["abs_rel"] == pytest.approx(seq_abs_rel, rel=1e-3, abs=1e-5)
+    np.testing.assert_allclose(by_seq.scale_recovery["scales_used"], seq_scales, rtol=1e-3)
+    np.testing.assert_allclose(seq_disps[0] * seq_scales[0], disps[0] * scales[0], rtol=1e-4)
+    with pytest.raises(ValueError, match="camera_height_scale must be one of sequence, frame"):
+        evaluate_depth_batches(model, batches, scaling="camera-height", camera_height_scale="image")
     assert result.scaling == "camera-height" and disps.shape == (4, H, W)
     ratio = np.array(scales) / np.array(med_ratio)
     assert rep["scale_over_median_ratio"]["mean"] == pytest.approx(ratio.mean(), rel=1e-3)
@@ -234,16 +253,26 @@ def test_cli_evaluate_depth_camera_height(plane_net, ckpt, tmp_path, capsys):
     base = ["evaluate", "depth", "--checkpoint", str(ckpt), "--data-path", str(root), "--dataset", "folder",
             "--device", "cpu", "--quiet", "--protocol", "eigen_benchmark"]
     out = tmp_path / "m.json"
+    # the default: one scale per sequence (the median of its frames'), as `predict --camera-height` for a video
     assert main(base + ["--scaling", "camera-height", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "scale per sequence used; abs_rel with each sequence's median scale" in printed
+    rep = json.loads(out.read_text())
+    assert rep["scale_recovery"]["scale_mode"] == "sequence"
+    np.testing.assert_allclose(rep["scale_recovery"]["scales_used"], [1.4 / h0_of(120)] * 3, rtol=1e-3)
+    # these frames were made with three different scales: each frame's own scale is exact
+    assert main(base + ["--scaling", "camera-height", "--camera-height-scale", "frame", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "camera-height scaling (1.4 m" in printed and "recovered scale / median-scaling ratio: mean" in printed
     rep = json.loads(out.read_text())
+    assert rep["scale_recovery"]["scale_mode"] == "frame"
     assert rep["scaling"] == "camera-height" and rep["source"]["camera_height"] == {"s1": 1.4}
     np.testing.assert_allclose(rep["scale_recovery"]["scales"], [1.4 / h0_of(r) for r in (40, 120, 200)], rtol=1e-3)
     assert rep["metrics"]["abs_rel"] < 0.05  # the GT is the same scene in metres (resampling errors only)
     assert rep["scale_recovery"]["scale_over_median_ratio"]["mean"] == pytest.approx(1.0, abs=0.03)
     # --camera-height overrides camera_height.txt; a folder without one needs it; bad values
-    assert main(base + ["--scaling", "camera-height", "--camera-height", "2.8", "--json", str(out)]) == 0
+    assert main(base + ["--scaling", "camera-height", "--camera-height-scale", "frame", "--camera-height", "2.8",
+                        "--json", str(out)]) == 0
     assert json.loads(out.read_text())["metrics"]["abs_rel"] == pytest.approx(1.0, abs=0.05)  # twice too deep
     (root / "s1" / "camera_height.txt").unlink()
     assert main(base + ["--scaling", "camera-height"]) != 0
