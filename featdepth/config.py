@@ -81,6 +81,9 @@ class ModelConfig:
     # ~0.01 rad while translations are a sizeable fraction of the depth, so a short run that raises
     # pose_output_scale may keep the rotation's factor small (docs/method.md, "Pose output scale").
     pose_rotation_scale: float | None = None
+    # Start PoseNet's last convolution at zero: an untrained PoseNet predicts the identity motion for every pair
+    # (false = PyTorch's random initialisation, as the paper). See docs/method.md, "Pose output scale".
+    pose_zero_init: bool = False
     feature_layers: int = 50
     feature_weights: str | None = None
     feature_level: int = 0

@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--camera-height", type=_camera_height_arg, metavar="METRES",
                    help="with --scaling camera-height: the camera's height above the ground (default: 1.65 for KITTI "
                         "raw; a folder dataset's camera_height.txt per sequence, required without one)")
+    q.add_argument("--height-from", choices=["auto", "plane", "level"], default="auto",
+                   help="with --scaling camera-height: how the camera's height above the fitted ground is measured: plane "
+                        "(its distance from the camera, any camera orientation) or level (the median height of the "
+                        "ground points, for a camera mounted level as on KITTI's car; more accurate on predicted depth); "
+                        "auto (default): level for KITTI and the synthetic scenes, plane for other folder data")
     q.add_argument("--camera-height-scale", choices=["sequence", "frame"], default="sequence",
                    help="with --scaling camera-height: evaluate every image with its sequence's median recovered scale "
                         "(default, as `predict --camera-height` does for a video) or with its own; both are reported")
@@ -109,6 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "recovered from the depth network and the camera height (needs --checkpoint)")
     q.add_argument("--camera-height", type=_camera_height_arg, metavar="METRES",
                    help="with --scaling camera-height: the camera's height above the ground (default: 1.65, KITTI)")
+    q.add_argument("--height-from", choices=["auto", "plane", "level"], default="auto",
+                   help="with --scaling camera-height: how the camera's height above the fitted ground is measured: plane "
+                        "(its distance from the camera, any camera orientation) or level (the median height of the "
+                        "ground points, for a camera mounted level as on KITTI's car; more accurate on predicted depth); "
+                        "auto (default): level for KITTI and the synthetic scenes, plane for other folder data")
     o = p.add_argument_group("output and running")
     add_trust_arg(o)
     o.add_argument("--out", default=None, help="folder for trajectories (KITTI, TUM), plot and JSON (default with --checkpoint: pose-eval)")
@@ -164,7 +174,7 @@ def cmd_evaluate_depth(args: argparse.Namespace) -> int:
                                  batch_size=args.refine_batch_size, max_steps=args.refine_max_steps,
                                  save_refined=args.save_refined), device=resolve_device_arg(args.device), batch_size=args.batch_size,
             num_workers=args.num_workers, progress=progress_enabled(args), camera_height=args.camera_height,
-            camera_height_scale=args.camera_height_scale,
+            camera_height_scale=args.camera_height_scale, height_from=args.height_from,
         )
         if args.save_pred:
             import numpy as np
@@ -203,7 +213,7 @@ def cmd_evaluate_pose(args: argparse.Namespace) -> int:
             protocol=args.protocol, align=args.align, out_dir=args.out or "pose-eval", json_path=args.json,
             device=resolve_device_arg(args.device), batch_size=args.batch_size, num_workers=args.num_workers,
             max_frames=args.max_frames, progress=progress_enabled(args), scaling=args.scaling,
-            camera_height=args.camera_height,
+            camera_height=args.camera_height, height_from=args.height_from,
         )
     if args.quiet:
         return 0

@@ -137,6 +137,10 @@ def _add_camera_height_arg(g: Any) -> None:
                    help="metric output: the camera's height above the ground (e.g. 1.65 for KITTI); the scale is "
                         "recovered from the ground plane of the predicted depth, one median over all frames "
                         "(needs intrinsics; per-frame scales in summary.json and index.csv)")
+    g.add_argument("--height-from", choices=["plane", "level"], default="plane",
+                   help="with --camera-height: plane (default: the fitted ground plane's distance from the camera, any "
+                        "camera orientation) or level (the median height of the ground points: for a camera mounted "
+                        "level, as on KITTI's car, and then more accurate on predicted depth)")
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -173,6 +177,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         out = Path(args.out or "featdepth_trajectory")
         summary = run_trajectory(model, source, out, batch_size=args.batch_size, scale=args.scale,
                                  fps=args.fps, progress=progress, camera_height=args.camera_height,
+                                 height_from=args.height_from,
                                  intrinsics=parse_intrinsics(args.intrinsics) if args.intrinsics else None,
                                  kitti_intrinsics=args.kitti_intrinsics)
     except PredictError as exc:
@@ -215,7 +220,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             keep_aspect=args.keep_aspect,
             fps=args.fps,
             warn=not args.quiet,
-            camera_height=args.camera_height,
+            camera_height=args.camera_height, height_from=args.height_from,
         )
         _say(args, f"loading {args.checkpoint} ...")
         model = load_model_arg(args)

@@ -118,8 +118,8 @@ def _ratio_stats(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": float(v.mean()), "std": float(v.std()), "num": int(v.size)}
 
 
-def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[float], sequences: Sequence[str]
-                         ) -> tuple[np.ndarray, list[ScaleRecoveryResult], dict[str, Any]]:
+def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[float], sequences: Sequence[str],
+                         height_from: str = "plane") -> tuple[np.ndarray, list[ScaleRecoveryResult], dict[str, Any]]:
     """Per-image metric scales of scaled disparities from the camera height (no ground truth).
 
     Each image's depth ``1 / disp`` (network units, at the network's resolution) gets its ground plane fitted
@@ -131,6 +131,7 @@ def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[flo
         disps: ``(N,h,w)`` scaled disparities.
         K: ``(N,3,3)`` pixel intrinsics at ``(h, w)``.
         heights, sequences: ``N`` camera heights (metres) and sequence names.
+        height_from: ``"plane"`` or ``"level"`` (:mod:`featdepth.geometry.scale_recovery`, step 6).
 
     Returns:
         ``(scales (N,) used, per-image results, report)``; the report holds the counts, the rejected images
@@ -142,7 +143,7 @@ def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[flo
     with np.errstate(divide="ignore"):
         depth = torch.from_numpy((1.0 / np.asarray(disps, dtype=np.float64)).astype(np.float32)).unsqueeze(1)
     results = recover_scale_from_camera_height_batch(depth, torch.as_tensor(np.asarray(K), dtype=torch.float32),
-                                                     [float(h) for h in heights])
+                                                     [float(h) for h in heights], height_from=height_from)
     accepted = [r.scale for r in results if r.ok]
     if not accepted:
         shown = "; ".join(f"image {i} ({sequences[i]}): {r.reason}" for i, r in enumerate(results[:3]))
@@ -165,6 +166,7 @@ def camera_height_scales(disps: np.ndarray, K: np.ndarray, heights: Sequence[flo
     rejected = [{"index": i, "sequence": sequences[i], "reason": r.reason} for i, r in enumerate(results) if not r.ok]
     report = {
         "num_images": len(results),
+        "height_from": height_from,
         "num_accepted": len(accepted),
         "num_rejected": len(rejected),
         "rejected_fallback": "the median scale of the image's sequence",
@@ -189,6 +191,7 @@ def evaluate_depth_batches(
     max_images: int | None = None,
     on_batch: Any = None,
     camera_height_scale: str = "sequence",
+    height_from: str = "plane",
 ) -> tuple[DepthEvalResult, np.ndarray]:
     """Predict every batch and evaluate it against its ground truth.
 
@@ -205,6 +208,8 @@ def evaluate_depth_batches(
             sequence by the median of its images' recovered scales, as ``featdepth predict --camera-height``
             does for a video; ``"frame"`` uses each image's own scale (rejected images: the sequence median).
             The report holds the metrics of both (``metrics_per_frame``, ``metrics_per_sequence``).
+        height_from: with ``"camera-height"``: how the camera's height above the fitted ground is measured,
+            ``"plane"`` (default) or ``"level"`` (:mod:`featdepth.geometry.scale_recovery`, step 6).
         max_images: stop after this many images.
         on_batch: called with the number of images predicted so far (progress).
 
@@ -254,7 +259,7 @@ def evaluate_depth_batches(
                                 max_depth=max_depth, preds_are_disparity=True)
         return result, disps
     n = len(disps)
-    frame_scales, _, report = camera_height_scales(disps, np.concatenate(Ks)[:n], heights[:n], seqs[:n])
+    frame_scales, _, report = camera_height_scales(disps, np.concatenate(Ks)[:n], heights[:n], seqs[:n], height_from)
     seq_scales = np.array([report["per_sequence"][s]["scale"] for s in seqs[:n]], dtype=np.float64)
     median = evaluate_depth(gts, disps, protocol=protocol, scaling="median", min_depth=min_depth,
                             max_depth=max_depth, preds_are_disparity=True)

@@ -188,7 +188,8 @@ def load_raw_eval(raw_root: str | Path, height: int, width: int, *,
 def evaluate_raw_camera_height(model: Model, images: torch.Tensor, gts: Sequence[np.ndarray], K: torch.Tensor,
                                camera_height: float = KITTI_CAMERA_HEIGHT) -> dict[str, Any]:
     """The same frames and protocol as :func:`evaluate_raw_depth`, scaled by the camera height instead of the
-    ground truth (:mod:`featdepth.geometry.scale_recovery`; KITTI's camera is 1.65 m above the road): the metrics
+    ground truth (:mod:`featdepth.geometry.scale_recovery`; KITTI's camera is 1.65 m above the road and level, so
+    ``height_from="level"``, as ``featdepth evaluate`` chooses for KITTI): the metrics
     with the clip's median recovered scale (one sequence; ``metrics_per_frame``: each frame's own scale), the
     median-scaled metrics of the same predictions, and
     ``recovered scale / median-scaling ratio`` (mean, sd) with the number of frames whose ground plane was found;
@@ -196,7 +197,7 @@ def evaluate_raw_camera_height(model: Model, images: torch.Tensor, gts: Sequence
     info = CameraHeightInfo(K=K, camera_height=[camera_height] * len(images), sequence=["0023"] * len(images))
     try:
         res, _ = evaluate_depth_batches(model, [(images, list(gts), info)], protocol="eigen", scaling="camera-height",
-                                        min_depth=1e-3, max_depth=80.0)
+                                        min_depth=1e-3, max_depth=80.0, height_from="level")
     except ValueError as exc:  # no frame with a ground plane (e.g. a barely trained model): recorded, not fatal
         return {"error": str(exc).split(" (")[0], "frames_with_plane": 0, "camera_height": camera_height}
     rep = res.scale_recovery or {}

@@ -409,7 +409,7 @@ def _real_section(real: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
     ch_rows = _camera_height_rows(real)
     if ch_rows:
         md.append("**Metres without ground truth** (camera-height scaling: each frame's scale from the ground "
-                  "plane of its own prediction and KITTI's camera height, 1.65 m; the clip is evaluated with the "
+                  "plane of its own prediction and KITTI's camera height, 1.65 m, measured below the level camera; the clip is evaluated with the "
                   "median of its frames' scales, as `predict --camera-height` scales a video, and with each frame's "
                   "own scale): abs_rel against the same predictions median-scaled, and each frame's recovered scale "
                   "÷ its median-scaling ratio (1 = as good as ground-truth scaling on average).\n")

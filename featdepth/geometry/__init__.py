@@ -64,9 +64,11 @@ __all__ = [
 
 # scale recovery from the camera height (imported last: it builds on camera and warp)
 from featdepth.geometry.scale_recovery import (  # noqa: E402
+    HEIGHT_FROM,
     PlaneFit,
     ScaleRecoveryResult,
     SequenceScale,
+    check_height_from,
     fit_plane,
     recover_scale_from_camera_height,
     recover_scale_from_camera_height_batch,
@@ -74,9 +76,11 @@ from featdepth.geometry.scale_recovery import (  # noqa: E402
 )
 
 __all__ += [
+    "HEIGHT_FROM",
     "PlaneFit",
     "ScaleRecoveryResult",
     "SequenceScale",
+    "check_height_from",
     "fit_plane",
     "recover_scale_from_camera_height",
     "recover_scale_from_camera_height_batch",

@@ -34,6 +34,16 @@ How the ground is found (no ground truth, no semantic network):
    again as a safeguard). A rejected frame's ``reason`` also describes the dominant plane of the lower image
    (an unconstrained fit), e.g. "... its normal 90° from vertical" for a wall filling the view.
 
+6. measure the camera's height (``height_from``): ``"plane"`` (default; DNet's measure) takes the plane's
+   distance ``d`` from the camera centre, right for any camera orientation; ``"level"`` takes the median of
+   the inliers' vertical camera coordinate ``y``, the height of the ground below the camera where the ground
+   points are, which is right only for a camera mounted level (a 3° pitch makes it 24 % wrong at typical
+   ground distances). For a level camera, on predicted depth the fitted plane's tilt is mostly an error of
+   the prediction (a bent or tilted predicted road) that extrapolating back to the camera centre multiplies,
+   and ``"level"`` is then much closer to the truth; on exact geometry the two agree to a few per cent
+   (KITTI lidar: 1.68-1.70 m by the plane, 1.69-1.75 m level). Measured in docs/experiments.md ("Metric
+   scale from the camera height").
+
 The inlier band is relative: a point is on the plane ``(n, d)`` when ``|n . X - d| <= inlier_threshold * d``.
 A ground point whose depth is off by a relative error ``e`` moves along its ray and its height changes by
 exactly ``e * d``, whatever its distance, so ``inlier_threshold`` is the relative depth error tolerated on the
@@ -59,9 +69,11 @@ from featdepth.geometry.camera import _autocast_disabled, _check_intrinsics, _ch
 from featdepth.geometry.warp import _backproject
 
 __all__ = [
+    "HEIGHT_FROM",
     "PlaneFit",
     "ScaleRecoveryResult",
     "SequenceScale",
+    "check_height_from",
     "fit_plane",
     "recover_scale_from_camera_height",
     "recover_scale_from_camera_height_batch",
@@ -123,11 +135,11 @@ class ScaleRecoveryResult:
         scale: ``camera_height / predicted_height`` (metres per model unit; ``scale * depth`` is metric);
             ``nan`` when ``ok`` is false.
         camera_height: the known camera height that was passed in (metres).
-        predicted_height: the camera's height above the fitted ground plane in model units (``nan`` when no
-            plane was fitted).
+        predicted_height: the camera's height above the ground in model units, measured as ``height_from``
+            says (``nan`` when no plane was fitted).
         normal: unit normal ``(nx, ny, nz)`` of the fitted ground plane in the camera frame, pointing down
             (``ny > 0``); ``None`` when no plane was fitted.
-        offset: ``d`` of the plane ``normal . X = d`` (model units); equal to ``predicted_height``.
+        offset: ``d`` of the plane ``normal . X = d`` (model units); equal to ``plane_height``.
         angle_from_vertical_deg: angle between ``normal`` and the camera's vertical axis ``(0, 1, 0)``
             (degrees; ``nan`` without a plane).
         inlier_fraction: fraction of the valid pixels of the lower image region (below the camera) that lie on
@@ -136,6 +148,10 @@ class ScaleRecoveryResult:
         num_candidates: of those, the ground candidates that passed the local-normal test.
         num_inliers: region pixels on the fitted plane.
         reason: ``""`` when ``ok``; otherwise why the frame was rejected, in plain words.
+        height_from: ``"level"`` or ``"plane"``: which of the two heights below is ``predicted_height``.
+        plane_height: the plane's distance from the camera centre (``offset``), model units.
+        level_height: the median vertical coordinate ``y`` of the plane's inliers in the lower region, model
+            units (``nan`` without a plane).
     """
 
     ok: bool
@@ -150,6 +166,9 @@ class ScaleRecoveryResult:
     num_candidates: int
     num_inliers: int
     reason: str
+    height_from: str = "plane"
+    plane_height: float = math.nan
+    level_height: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -194,6 +213,17 @@ def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+#: How the camera's height above the fitted ground is measured (module docstring, step 6).
+HEIGHT_FROM = ("level", "plane")
+
+
+def check_height_from(value: object) -> str:
+    """``value`` if it is one of :data:`HEIGHT_FROM`, else a ``ValueError`` naming the choices."""
+    if value not in HEIGHT_FROM:
+        raise ValueError(f"height_from must be 'level' or 'plane', got {value!r}")
+    return str(value)
 
 
 def _check_angle(value: object, name: str) -> float:
@@ -576,6 +606,7 @@ def _one_frame(
     refine_iterations: int,
     max_points: int,
     generator: torch.Generator,
+    height_from: str = "plane",
 ) -> ScaleRecoveryResult:
     h, w = depth.shape
     z = depth.detach().to(torch.float64)
@@ -642,18 +673,23 @@ def _one_frame(
             f"{max_plane_angle_deg:g}° of vertical" + dominant(),
         )
     n, d = fit
-    height = float(d)
+    plane_height = float(d)
     angle = _angle_from_vertical(n)
-    on_plane = (region_pts @ n - d).abs() <= inlier_threshold * abs(height)
+    on_plane = (region_pts @ n - d).abs() <= inlier_threshold * abs(plane_height)
     n_in = int(on_plane.sum())
     frac = n_in / n_region
+    level_height = float(region_pts[on_plane, 1].median()) if n_in else math.nan
+    height = level_height if height_from == "level" else plane_height
     plane = dict(
         predicted_height=height,
         normal=(float(n[0]), float(n[1]), float(n[2])),
-        offset=height,
+        offset=plane_height,
         angle_from_vertical_deg=angle,
         inlier_fraction=frac,
         num_inliers=n_in,
+        height_from=height_from,
+        plane_height=plane_height,
+        level_height=level_height,
     )
     if angle > max_plane_angle_deg:  # a safeguard: the refinement stays within the limit
         return _nan_result(
@@ -663,12 +699,14 @@ def _one_frame(
             f"plane normal is {angle:.0f}° from vertical (at most {max_plane_angle_deg:g}° allowed)",
             **plane,
         )
-    if not height > 0:
+    if not (height > 0 and plane_height > 0):
         return _nan_result(
             camera_height,
             n_region,
             n_cand,
-            f"the fitted plane passes through or above the camera (d = {height:.3g})",
+            f"the fitted plane passes through or above the camera (d = {plane_height:.3g})"
+            if height_from == "plane" or not plane_height > 0
+            else f"the ground points lie at or above the camera's height (median y = {height:.3g})",
             **plane,
         )
     if frac < min_inlier_fraction or n_in < min_points:
@@ -710,6 +748,7 @@ def recover_scale_from_camera_height_batch(
     refine_iterations: int = 50,
     max_points: int = 20000,
     generator: torch.Generator | None = None,
+    height_from: str = "plane",
 ) -> list[ScaleRecoveryResult]:
     """Metric scale of every frame of a batch from the camera height; one :class:`ScaleRecoveryResult` per frame.
 
@@ -738,6 +777,7 @@ def recover_scale_from_camera_height_batch(
     max_points = _check_positive_int(max_points, "max_points", minimum=3)
     if generator is not None:
         _check_generator(generator)
+    height_from = check_height_from(height_from)
     results = []
     with torch.no_grad(), _autocast_disabled(frames.device):
         for b in range(batch):
@@ -759,6 +799,7 @@ def recover_scale_from_camera_height_batch(
                     refine_iterations=refine_iterations,
                     max_points=max_points,
                     generator=_check_generator(generator),
+                    height_from=height_from,
                 )
             )
     return results
@@ -782,6 +823,7 @@ def recover_scale_from_camera_height(
     refine_iterations: int = 50,
     max_points: int = 20000,
     generator: torch.Generator | None = None,
+    height_from: str = "plane",
 ) -> ScaleRecoveryResult:
     """Metric scale of one depth map from the known camera height above a flat ground.
 
@@ -815,6 +857,9 @@ def recover_scale_from_camera_height(
             not depend on the RANSAC sample).
         max_points: RANSAC and refinement use a random subset of at most this many candidates (speed on CPU).
         generator: CPU ``torch.Generator`` for the sampling (default: a fresh one seeded with 0).
+        height_from: ``"plane"`` (default): the camera's height is the plane's distance from the camera
+            centre (any camera orientation); ``"level"``: the median vertical coordinate of the plane's inliers
+            (only for a camera mounted level, e.g. KITTI's). See the module docstring, step 6.
 
     Returns:
         A :class:`ScaleRecoveryResult`. A frame without a usable ground plane is not an error: ``ok`` is
@@ -869,6 +914,7 @@ def recover_scale_from_camera_height(
         refine_iterations=refine_iterations,
         max_points=max_points,
         generator=generator,
+        height_from=height_from,
     )[0]
 
 

@@ -43,6 +43,7 @@ from featdepth.geometry import (
     ScaleRecoveryResult,
     SequenceScale,
     pose_from_axis_angle_translation,
+    check_height_from,
     recover_scale_from_camera_height_batch,
     sequence_scale,
 )
@@ -529,7 +530,8 @@ class Model:
         return out
 
     def _recover_scales(self, disp_small: Tensor, K_norm: Sequence[np.ndarray], camera_height: float,
-                        sizes: Sequence[tuple[int, int]] = (), keep_aspect: bool = False) -> list[ScaleRecoveryResult]:
+                        sizes: Sequence[tuple[int, int]] = (), keep_aspect: bool = False,
+                        height_from: str = "plane") -> list[ScaleRecoveryResult]:
         """Scale recovery on the network-unit depth of ``disp_small`` ``(B,1,h,w)`` (network resolution).
 
         ``K_norm``: normalised intrinsics of the inputs; with ``keep_aspect`` the inputs of ``sizes`` ``(H, W)``
@@ -546,7 +548,8 @@ class Model:
         _, depth = disp_to_depth(disp_small.float(), self.network_min_depth, self.network_max_depth)
         h, w = depth.shape[-2:]
         K = np.stack([k * np.array([[w], [h], [1.0]]) for k in K_norm])
-        return recover_scale_from_camera_height_batch(depth.cpu(), torch.from_numpy(K).float(), camera_height)
+        return recover_scale_from_camera_height_batch(depth.cpu(), torch.from_numpy(K).float(), camera_height,
+                                                      height_from=height_from)
 
     # -- running -------------------------------------------------------------------------
     def _autocast(self):
@@ -662,6 +665,7 @@ class Model:
         keep_aspect: bool = False,
         camera_height: float | None = None,
         K: Any = None,
+        height_from: str = "plane",
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
         """Depth for one image or a batch, at the input's resolution.
 
@@ -687,6 +691,9 @@ class Model:
                 recovered per-image metric scale.
             K: with ``camera_height``: pixel intrinsics ``(3,3)`` or ``(fx, fy, cx, cy)`` of the input
                 resolution (default: the model's normalised ``K``, see :meth:`set_intrinsics`).
+            height_from: with ``camera_height``: ``"plane"`` (default, any camera orientation) or ``"level"``
+                (a camera mounted level, e.g. on a car like KITTI's: more accurate on predicted depth); see
+                :mod:`featdepth.geometry.scale_recovery`, step 6.
 
         Returns:
             ``depth`` float32 ``(H,W)`` for one image, ``(B,H,W)`` for a batch (a list of ``(H_i,W_i)``
@@ -703,6 +710,7 @@ class Model:
             if scale is not None:
                 raise ValueError("give either scale= or camera_height= (which recovers the scale), not both")
             camera_height = check_camera_height(camera_height)
+            height_from = check_height_from(height_from)
             K_norm = self._normalised_K_for(images, K)
         elif K is not None:
             raise ValueError("K= is used only with camera_height= (for the ground plane); for points use predict_points")
@@ -719,7 +727,7 @@ class Model:
             factors = [factor] * len(batch)
             if camera_height is not None:
                 results = self._recover_scales(disp_small, K_norm[start : start + len(batch)], camera_height,
-                                               [tuple(im.shape[-2:]) for im in batch], keep_aspect)
+                                               [tuple(im.shape[-2:]) for im in batch], keep_aspect, height_from)
                 for j, r in enumerate(results):
                     if not r.ok:
                         what = "the image" if single else f"image {start + j}"
@@ -741,8 +749,8 @@ class Model:
         return (out_depth, out_disp) if return_disparity else out_depth
 
     def scale_from_camera_height(self, image: Any, camera_height: float, *, K: Any = None,
-                                 batch_size: int | None = None, keep_aspect: bool = False
-                                 ) -> ScaleRecoveryResult | list[ScaleRecoveryResult]:
+                                 batch_size: int | None = None, keep_aspect: bool = False,
+                                 height_from: str = "plane") -> ScaleRecoveryResult | list[ScaleRecoveryResult]:
         """The metric scale of the network's depth for one image (or a batch) from the known camera height.
 
         Runs the depth network at its training size and fits the ground plane to the back-projected depth
@@ -754,6 +762,7 @@ class Model:
             camera_height: the camera's height above the ground in metres (> 0).
             K: pixel intrinsics of the input resolution (default: the model's normalised ``K``).
             keep_aspect: as for :meth:`predict_depth` (the network sees the padded image).
+            height_from: ``"plane"`` or ``"level"``, as for :meth:`predict_depth`.
 
         Returns:
             A :class:`~featdepth.geometry.scale_recovery.ScaleRecoveryResult` (a list for a batch): ``scale``
@@ -761,16 +770,18 @@ class Model:
         """
         images, single = to_image_list(image)
         camera_height = check_camera_height(camera_height)
+        height_from = check_height_from(height_from)
         K_norm = self._normalised_K_for(images, K)
         results: list[ScaleRecoveryResult] = []
         for start, batch in self._batches(images, int(batch_size or self.batch_size)):
             results.extend(self._recover_scales(self._disparity_at_training_size(batch, keep_aspect),
                                                 K_norm[start : start + len(batch)], camera_height,
-                                                [tuple(im.shape[-2:]) for im in batch], keep_aspect))
+                                                [tuple(im.shape[-2:]) for im in batch], keep_aspect, height_from))
         return results[0] if single else results
 
     def predict_depth_sequence(self, frames: Any, camera_height: float, *, K: Any = None,
-                               batch_size: int | None = None, min_accepted: int = 1) -> MetricDepthSequence:
+                               batch_size: int | None = None, min_accepted: int = 1,
+                               height_from: str = "plane") -> MetricDepthSequence:
         """Metric depth of a video's frames with ONE scale: the median of the per-frame recovered scales.
 
         Frames whose ground plane was not found (e.g. a wall or a car filling the view) get the sequence
@@ -781,6 +792,7 @@ class Model:
             camera_height: the camera's height above the ground in metres (> 0).
             K: pixel intrinsics of the input resolution (default: the model's normalised ``K``).
             min_accepted: least number of frames with a ground plane.
+            height_from: ``"plane"`` or ``"level"``, as for :meth:`predict_depth`.
 
         Returns:
             :class:`MetricDepthSequence` ``(depth, scale, frames)``.
@@ -791,12 +803,14 @@ class Model:
         """
         images, _ = to_image_list(frames, "frames")
         camera_height = check_camera_height(camera_height)
+        height_from = check_height_from(height_from)
         K_norm = self._normalised_K_for(images, K)
         results: list[ScaleRecoveryResult] = []
         raw: list[Tensor] = []
         for start, batch in self._batches(images, int(batch_size or self.batch_size)):
             disp_small = self._disparity_at_training_size(batch)
-            results.extend(self._recover_scales(disp_small, K_norm[start : start + len(batch)], camera_height))
+            results.extend(self._recover_scales(disp_small, K_norm[start : start + len(batch)], camera_height,
+                                                height_from=height_from))
             for im, d in zip(batch, disp_small):
                 d_full = F.interpolate(d.unsqueeze(0), size=tuple(im.shape[-2:]), mode="bilinear", align_corners=False)
                 raw.append(disp_to_depth(d_full, self.network_min_depth, self.network_max_depth)[1][0, 0].cpu())

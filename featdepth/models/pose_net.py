@@ -30,13 +30,15 @@ class PoseDecoder(nn.Module):
         num_ch_enc: encoder channels ``[c0..c4]``; only ``c4`` is used (512 for ResNet-18).
         output_scale: factor on the averaged output (0.01 in the paper).
         rotation_scale: factor on the rotation part only; ``None`` (the paper) = ``output_scale``.
+        zero_init: start ``conv3`` at zero weights and bias, so that an untrained network predicts the identity
+            motion for every pair (default ``False``: PyTorch's initialisation, as the paper).
 
     Input: ``[f0..f4]`` (only ``f4`` ``(B,c4,h,w)`` is used).
     Output: ``(axis_angle (B,3), translation (B,3))``; the rotation angle is ``|axis_angle|`` in radians.
     """
 
     def __init__(self, num_ch_enc: Sequence[int], output_scale: float = 0.01,
-                 rotation_scale: float | None = None) -> None:
+                 rotation_scale: float | None = None, zero_init: bool = False) -> None:
         super().__init__()
         self.num_ch_enc = [int(c) for c in num_ch_enc]
         self.output_scale = float(output_scale)
@@ -45,6 +47,9 @@ class PoseDecoder(nn.Module):
         self.conv1 = nn.Conv2d(256, 256, kernel_size=3, stride=1, padding=1)
         self.conv2 = nn.Conv2d(256, 256, kernel_size=3, stride=1, padding=1)
         self.conv3 = nn.Conv2d(256, 6, kernel_size=1)
+        if zero_init:
+            nn.init.zeros_(self.conv3.weight)
+            nn.init.zeros_(self.conv3.bias)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         last = features[-1]
@@ -79,6 +84,7 @@ class PoseNet(nn.Module):
 
         output_scale: factor on the decoder's averaged output (0.01 in the paper; ``model.pose_output_scale``).
         rotation_scale: factor on the rotation part only (``model.pose_rotation_scale``); ``None`` = ``output_scale``.
+        zero_init: the pose head starts at the identity motion (``model.pose_zero_init``).
 
     Output: ``(axis_angle (B,3), translation (B,3))``, scaled by ``output_scale`` in the decoder.
     """
@@ -90,6 +96,7 @@ class PoseNet(nn.Module):
         weights: WeightsSpec = None,
         output_scale: float = 0.01,
         rotation_scale: float | None = None,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         if input_size is not None:
@@ -100,7 +107,7 @@ class PoseNet(nn.Module):
         self.input_size: tuple[int, int] | None = input_size
         self.encoder = build_encoder(num_layers, num_input_images=2, weights=weights)
         self.decoder = PoseDecoder(self.encoder.num_ch_enc, output_scale=output_scale,
-                                   rotation_scale=rotation_scale)
+                                   rotation_scale=rotation_scale, zero_init=zero_init)
 
     def prepare_input(self, frame_earlier: Tensor, frame_later: Tensor) -> Tensor:
         """Stack, resize and normalise the frames: returns the encoder input ``(B,6,h,w)``."""

@@ -47,7 +47,7 @@ class StageNetworks(nn.Module):
                 size = tuple(m.pose_input_size) if m.pose_input_size else None
                 self.pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=m.pose_weights,
                                        output_scale=m.pose_output_scale,
-                               rotation_scale=m.pose_rotation_scale)
+                               rotation_scale=m.pose_rotation_scale, zero_init=m.pose_zero_init)
         if self.stage in ("featurenet", "depth", "joint"):
             self.feature_net = FeatureNet(num_layers=m.feature_layers, weights=m.feature_weights, feature_level=m.feature_level)
         if self.stage == "depth":

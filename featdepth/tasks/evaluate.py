@@ -55,7 +55,7 @@ from featdepth.evaluation.trajectory import (
     write_kitti_trajectory,
     write_tum_trajectory,
 )
-from featdepth.geometry import SequenceScale, sequence_scale
+from featdepth.geometry import SequenceScale, check_height_from, sequence_scale
 from featdepth.inference.loading import load
 from featdepth.inference.model import Model, check_camera_height, depth_kind_from_config
 from featdepth.training import refinement as refinement_mod
@@ -207,6 +207,30 @@ def dataset_camera_heights(dataset: Any, camera_height: Optional[float] = None) 
     return heights, names
 
 
+def resolve_height_from(height_from: str, dataset: Any = None) -> str:
+    """The ``height_from`` of camera-height scaling (:mod:`featdepth.geometry.scale_recovery`, step 6) for a dataset.
+
+    ``"plane"`` and ``"level"`` are returned as given. ``"auto"`` (the evaluation default) is ``"level"`` for KITTI
+    (raw: ``dataset`` without folder sequences; odometry: ``dataset=None``), whose camera is mounted level on the
+    car, and for folder sequences that all come from the synthetic generator (a level camera by construction,
+    recorded in their ``meta.json``); ``"plane"`` (any camera orientation) for other folder data.
+    """
+    if height_from != "auto":
+        return check_height_from(height_from)
+    sequences = getattr(dataset, "sequences", None)
+    if not sequences:
+        return "level"
+    for seq in sequences:
+        meta = Path(seq.path) / "meta.json"
+        try:
+            generator = json.loads(meta.read_text()).get("generator") if meta.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            generator = None
+        if generator != "featdepth.data.synthetic":
+            return "plane"
+    return "level"
+
+
 # --------------------------------------------------------------------------------------------------
 # Depth
 # --------------------------------------------------------------------------------------------------
@@ -298,7 +322,8 @@ def _camera_height_lines(r: DepthEvalResult) -> list[str]:
     heights = sorted({v["camera_height"] for v in rep["per_sequence"].values()})
     lines = [
         "",
-        f"camera-height scaling ({', '.join(f'{h:g}' for h in heights)} m, no ground truth in the scale): "
+        f"camera-height scaling ({', '.join(f'{h:g}' for h in heights)} m, height from the ground "
+        f"{rep.get('height_from', 'plane')}, no ground truth in the scale): "
         f"{rep['num_accepted']} of {rep['num_images']} images with a ground plane, {rep['num_rejected']} rejected "
         "(their sequence's median scale used)",
         f"recovered scale / median-scaling ratio: mean {q['mean']:.3f}, sd {q['std']:.3f} over {q['num']} images",
@@ -383,6 +408,7 @@ def evaluate_depth_checkpoint(
     model: Optional[Model] = None,
     camera_height: Optional[float] = None,
     camera_height_scale: str = "sequence",
+    height_from: str = "auto",
 ) -> DepthEvaluation:
     """Predict a split with a checkpoint and evaluate it (see the module docstring).
 
@@ -401,6 +427,8 @@ def evaluate_depth_checkpoint(
         camera_height_scale: ``"sequence"`` (default: every image of a sequence takes the median of its
             images' scales, as ``featdepth predict --camera-height`` does for a video) or ``"frame"`` (each
             image its own); the report gives the metrics of both.
+        height_from: ``"auto"`` (default: :func:`resolve_height_from`, level for KITTI and the synthetic
+            scenes), ``"plane"`` or ``"level"`` (:mod:`featdepth.geometry.scale_recovery`, step 6).
         refine: ``None``, a protocol name (``"per-sample"`` or ``"whole-split"``, default settings) or
             :class:`RefineOptions` (online refinement, docs/method.md §3.6); needs the
             neighbour frames of the model's ``frame_ids``.
@@ -438,6 +466,7 @@ def evaluate_depth_checkpoint(
         raise DataError(f"{split_file or data_path}: {eval_ds.num_skipped} entries have no image (first: {first}); "
                         "fix the data path or the split")
     heights = None
+    height_from = resolve_height_from(height_from, eval_ds)
     if scaling_value == CAMERA_HEIGHT_SCALING:
         if refine == "per-sample":
             raise ValueError("--scaling camera-height is not available with --refine per-sample")
@@ -488,7 +517,7 @@ def evaluate_depth_checkpoint(
             result, disps = evaluate_depth_batches(model, batches, protocol=protocol, scaling=scaling_value,
                                                    min_depth=min_depth, max_depth=max_depth, post_process=post_process,
                                                    batch_size=batch_size, on_batch=report if progress else None,
-                                                   camera_height_scale=camera_height_scale)
+                                                   camera_height_scale=camera_height_scale, height_from=height_from)
     except ValueError as exc:
         raise ValueError(f"{gt_path or data_path}: {exc}") from exc
     source = model.describe()
@@ -567,6 +596,7 @@ def camera_height_sequence_scale(
     batch_size: int = 8,
     num_workers: int = 0,
     max_frames: Optional[int] = None,
+    height_from: str = "plane",
 ) -> SequenceScale:
     """The metric scale of a KITTI odometry sequence from the camera height: the median over its frames.
 
@@ -583,7 +613,8 @@ def camera_height_sequence_scale(
     results = []
     for chunk in _batches(Subset(ds, range(n)), batch_size, num_workers):
         images = torch.stack([s["color"][0] for s in chunk])
-        results.extend(model.scale_from_camera_height(images, camera_height, K=chunk[0]["K"][:3, :3].double().numpy()))
+        results.extend(model.scale_from_camera_height(images, camera_height, K=chunk[0]["K"][:3, :3].double().numpy(),
+                                                      height_from=height_from))
     try:
         return sequence_scale(results)
     except ValueError as exc:
@@ -830,6 +861,7 @@ def evaluate_pose_checkpoint(
     model: Optional[Model] = None,
     scaling: Optional[str] = None,
     camera_height: Optional[float] = None,
+    height_from: str = "auto",
 ) -> PoseEvaluation:
     """Predict a KITTI odometry sequence's trajectory with a checkpoint and evaluate it.
 
@@ -840,7 +872,9 @@ def evaluate_pose_checkpoint(
     ``scaling="camera-height"``: metric trajectories. The depth network's depth of every frame gives a scale
     from the camera height (``camera_height``, default 1.65 m; :func:`camera_height_sequence_scale`), the
     sequence's median multiplies PoseNet's translations, and ``align`` defaults to ``"none"`` (the KITTI errors
-    are then those of the metric trajectory, without any scale alignment to the ground truth).
+    are then those of the metric trajectory, without any scale alignment to the ground truth). ``height_from``:
+    ``"auto"`` (default: ``"level"``, KITTI's camera is level), ``"plane"`` or ``"level"``
+    (:mod:`featdepth.geometry.scale_recovery`, step 6).
     """
 
     if scaling not in (None, "none", CAMERA_HEIGHT_SCALING):
@@ -859,7 +893,8 @@ def evaluate_pose_checkpoint(
     seq_scale = None
     if by_height:
         seq_scale = camera_height_sequence_scale(model, data_path, name, height, cameras=cameras, batch_size=batch_size,
-                                                 num_workers=num_workers, max_frames=max_frames)
+                                                 num_workers=num_workers, max_frames=max_frames,
+                                                 height_from=resolve_height_from(height_from))
         rel = rel.copy()
         rel[:, :3, 3] *= seq_scale.scale
     pred = chain_relative_poses(rel)

@@ -64,7 +64,7 @@ from PIL import Image, ImageDraw, PngImagePlugin
 from featdepth.data.io import DataError, as_pixel_intrinsics, load_image
 from featdepth.evaluation.plots import colorize_disparity, plot_trajectories_topview
 from featdepth.evaluation.trajectory import chain_relative_poses, write_kitti_trajectory, write_tum_trajectory
-from featdepth.geometry import sequence_scale
+from featdepth.geometry import check_height_from, sequence_scale
 from featdepth.inference.model import ASPECT_TOLERANCE, AspectRatioWarning, check_camera_height
 from featdepth.inference.pointcloud import depth_to_points, ply_bytes
 from featdepth.utils.constants import KITTI_NORMALIZED_K
@@ -497,6 +497,8 @@ class PredictOptions:
         warn: print warnings (aspect ratio) to stderr; off for ``--quiet``.
         camera_height: metres above the ground (``--camera-height``): metric depth with the scale recovered
             from the ground plane (:func:`camera_height_scale`; the median over all frames, needs intrinsics).
+        height_from: ``--height-from``: ``"plane"`` (default) or ``"level"`` (a camera mounted level;
+            :mod:`featdepth.geometry.scale_recovery`, step 6).
     """
 
     color: bool = True
@@ -520,6 +522,7 @@ class PredictOptions:
     fps: float | None = None
     warn: bool = True
     camera_height: float | None = None
+    height_from: str = "plane"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -550,6 +553,7 @@ def camera_height_scale(model: Any, source: InputSource, camera_height: float, o
     """
     try:
         camera_height = check_camera_height(camera_height, "--camera-height")
+        check_height_from(opts.height_from)
     except ValueError as exc:
         raise PredictError(str(exc)) from None
     if opts.scale is not None:
@@ -565,7 +569,8 @@ def camera_height_scale(model: Any, source: InputSource, camera_height: float, o
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AspectRatioWarning)
                 out = model.scale_from_camera_height(group, camera_height, K=_intrinsics_for(model, opts, shape),
-                                                     batch_size=opts.batch_size, keep_aspect=opts.keep_aspect)
+                                                     batch_size=opts.batch_size, keep_aspect=opts.keep_aspect,
+                                                     height_from=opts.height_from)
             it = iter(out)
             for j, f in enumerate(frames):
                 if f.shape[:2] == shape:
@@ -577,6 +582,7 @@ def camera_height_scale(model: Any, source: InputSource, camera_height: float, o
         raise PredictError(f"--camera-height {camera_height:g}: {exc}") from None
     report = {
         "camera_height": camera_height,
+        "height_from": opts.height_from,
         "scale": seq.scale,
         "rule": "median of the accepted frames' scales, applied to every frame",
         "num_accepted": seq.num_accepted,
@@ -887,6 +893,7 @@ def run_trajectory(
     camera_height: float | None = None,
     intrinsics: np.ndarray | None = None,
     kitti_intrinsics: bool = False,
+    height_from: str = "plane",
 ) -> dict[str, Any]:
     """Chain PoseNet outputs over consecutive frames into a camera trajectory.
 
@@ -917,7 +924,7 @@ def run_trajectory(
     height_report = None
     if camera_height is not None:
         height_opts = PredictOptions(scale=scale, intrinsics=intrinsics, kitti_intrinsics=kitti_intrinsics,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, height_from=height_from)
         height_report, kind, factor, note = camera_height_scale(model, source, camera_height, height_opts)
 
     bar = None

@@ -218,6 +218,39 @@ def test_synthetic_street_recovers_the_factor(factor):
     assert res32.ok and res32.scale * factor == pytest.approx(1.0, rel=1e-4)
 
 
+def _inlier_heights(depth: torch.Tensor, K: torch.Tensor, res) -> torch.Tensor:
+    """Camera-frame ``y`` of the lower-half pixels within the relative inlier band of the result's plane."""
+    h, w = depth.shape
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    pts = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(K).T * depth[..., None]
+    n = torch.tensor(res.normal, dtype=torch.float64)
+    region = (depth > 0) & (v >= h // 2) & (pts[..., 1] > 0)
+    on = region & ((pts @ n - res.plane_height).abs() <= 0.05 * res.plane_height)
+    return pts[..., 1][on]
+
+
+def test_height_from_level_and_plane():
+    """``height_from``: "plane" (default) is the plane's distance; "level" the median ``y`` of its inliers: equal
+    for a level camera, different (by about the median ground distance x sin(pitch)) for a pitched one."""
+    K = _kitti_like_K()
+    level_cam, _ = _render(K, height=1.5, pitch_deg=0.0)
+    for how in ("plane", "level"):
+        r = recover_scale_from_camera_height(level_cam * 0.2, K, 1.5, height_from=how)
+        assert r.ok and r.height_from == how and r.scale * 0.2 == pytest.approx(1.0, rel=1e-6)
+        assert r.plane_height == pytest.approx(0.3, rel=1e-6) and r.level_height == pytest.approx(0.3, rel=1e-6)
+    pitched, _ = _render(K, height=1.5, pitch_deg=3.0)
+    plane = recover_scale_from_camera_height(pitched, K, 1.5)
+    level = recover_scale_from_camera_height(pitched, K, 1.5, height_from="level")
+    assert plane.height_from == "plane" and plane.predicted_height == plane.plane_height == plane.offset
+    assert plane.scale == pytest.approx(1.0, rel=1e-6)  # the plane is exact for any orientation
+    assert level.predicted_height == level.level_height and level.offset == pytest.approx(plane.offset, rel=1e-9)
+    ys = _inlier_heights(pitched, K, level)
+    assert level.level_height == pytest.approx(float(ys.median()), rel=1e-9)  # the hand computation
+    assert abs(level.scale - 1.0) > 0.1  # a 3° pitch: "level" is wrong, as documented
+    with pytest.raises(ValueError, match="height_from must be 'level' or 'plane', got 'ground'"):
+        recover_scale_from_camera_height(pitched, K, 1.5, height_from="ground")
+
+
 def test_noisy_and_sparse_depth():
     K = _kitti_like_K()
     depth, _ = _render(K, height=1.65, pitch_deg=-2.0)

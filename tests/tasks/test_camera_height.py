@@ -265,7 +265,12 @@ def test_cli_evaluate_depth_camera_height(plane_net, ckpt, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "camera-height scaling (1.4 m" in printed and "recovered scale / median-scaling ratio: mean" in printed
     rep = json.loads(out.read_text())
-    assert rep["scale_recovery"]["scale_mode"] == "frame"
+    assert rep["scale_recovery"]["scale_mode"] == "frame" and rep["scale_recovery"]["height_from"] == "plane"
+    assert main(base + ["--scaling", "camera-height", "--camera-height-scale", "frame", "--height-from", "level",
+                        "--json", str(out)]) == 0
+    level = json.loads(out.read_text())["scale_recovery"]
+    assert level["height_from"] == "level" and "height from the ground level" in capsys.readouterr().out
+    np.testing.assert_allclose(level["scales"], rep["scale_recovery"]["scales"], rtol=1e-6)  # a level road: the same
     assert rep["scaling"] == "camera-height" and rep["source"]["camera_height"] == {"s1": 1.4}
     np.testing.assert_allclose(rep["scale_recovery"]["scales"], [1.4 / h0_of(r) for r in (40, 120, 200)], rtol=1e-3)
     assert rep["metrics"]["abs_rel"] < 0.05  # the GT is the same scene in metres (resampling errors only)
@@ -298,7 +303,12 @@ def test_cli_predict_camera_height(plane_net, ckpt, tmp_path, capsys):
     scale = float(np.median([1.65 / h0_of(r) for r in reds]))
     ch = summary["camera_height"]
     assert ch["scale"] == pytest.approx(scale, rel=1e-3) and ch["num_rejected"] == 1 and summary["depth_units"] == "metres"
-    assert [f["ok"] for f in ch["frames"]] == [True, True, True, False]
+    assert [f["ok"] for f in ch["frames"]] == [True, True, True, False] and ch["height_from"] == "plane"
+    # --height-from level: the road is level under a level camera, so the same scale (and it is recorded)
+    rc = main(["predict", str(folder), "--checkpoint", str(ckpt), "--out", str(tmp_path / "level"), "--npy",
+               "--kitti-intrinsics", "--camera-height", "1.65", "--height-from", "level", "--device", "cpu", "-q", "--json"])
+    level = json.loads(capsys.readouterr().out)["camera_height"]
+    assert rc == 0 and level["height_from"] == "level" and level["scale"] == pytest.approx(scale, rel=1e-3)
     depth = np.load(out / "000_depth.npy")
     # metres: the road under the camera is 1.65 m below it, so the bottom row lies at 1.65 * fy / (v - cy)
     fy, cy = 1.92 * 2 * H, 0.5 * 2 * H
@@ -358,3 +368,23 @@ def test_evaluate_pose_camera_height(plane_net, shared_data, tmp_path, monkeypat
     assert plain.metrics["kitti"]["align"] == "scale"
     with pytest.raises(ValueError, match="applies to --scaling camera-height"):
         evaluate_pose_checkpoint(ckpt, root, "06", out_dir=tmp_path / "x", model=model, camera_height=1.65)
+
+
+def test_height_from_auto_by_dataset(tmp_path):
+    """``--height-from auto`` (the evaluation default): level for KITTI and for the synthetic generator's
+    sequences (level cameras), plane for other folder data; explicit choices pass through, bad ones are named."""
+    from featdepth.tasks.evaluate import resolve_height_from
+
+    write_folder_sequence(tmp_path / "own", "s1", [50], 1.3)
+    own = FolderDataset(tmp_path / "own", [0], H, W)
+    assert resolve_height_from("auto", own) == "plane"
+    for name in ("g1", "g2"):
+        seq = write_folder_sequence(tmp_path / "gen", name, [50], 1.65)
+        (seq / "meta.json").write_text(json.dumps({"generator": "featdepth.data.synthetic", "camera_height": 1.65}))
+    assert resolve_height_from("auto", FolderDataset(tmp_path / "gen", [0], H, W)) == "level"
+    write_folder_sequence(tmp_path / "gen", "g3", [50], 1.65)  # one sequence not from the generator: plane
+    assert resolve_height_from("auto", FolderDataset(tmp_path / "gen", [0], H, W)) == "plane"
+    assert resolve_height_from("auto", None) == "level"  # KITTI odometry
+    assert resolve_height_from("plane", None) == "plane" and resolve_height_from("level", own) == "level"
+    with pytest.raises(ValueError, match="height_from must be 'level' or 'plane', got 'tilted'"):
+        resolve_height_from("tilted", own)
