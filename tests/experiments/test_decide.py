@@ -34,6 +34,17 @@ def test_decide_presets_budget():
     assert {"decide", "decide_gpu"} <= set(PRESETS)
 
 
+def test_estimate_featurenet_cost_by_setting():
+    """FeatureNets with the dis/cvt terms cost DIS_CVT_FEATURENET_FACTOR x the reconstruction-only step (measured in
+    the decide run): decide's FeatureNets are rec, rec_dis_cvt and the 1e-1 sweep, 1200 steps each at 64x192."""
+    from featdepth.experiments.presets import CPU_SECONDS_PER_STEP, DIS_CVT_FEATURENET_FACTOR, _featurenet_factor
+
+    assert _featurenet_factor("rec") == 1.0 and _featurenet_factor("rec_dis_cvt_1e-1") == DIS_CVT_FEATURENET_FACTOR > 1
+    d = get_preset("decide")
+    by_hand = (1 + 2 * DIS_CVT_FEATURENET_FACTOR) * 1200 * CPU_SECONDS_PER_STEP["featurenet"]
+    assert estimate_seconds(d, device="cpu")["featurenets"] == pytest.approx(by_hand, rel=1e-9)
+
+
 def test_estimate_calibrated_on_the_measured_run():
     """docs/experiments.md: the 600-step three-seed run plus the 400-step real clip took 39.9 min on an idle
     2-core machine; the estimate must be within 10 % of it (linear pixel scaling said 45.8 min)."""

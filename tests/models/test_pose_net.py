@@ -162,3 +162,20 @@ def test_rotation_scale_applies_to_the_rotation_only():
     torch.testing.assert_close(rb, ra / 10)
     assert torch.equal(tb, ta) and torch.equal(rc, ra) and torch.equal(tc, ta)
     assert b.decoder.rotation_scale == 0.01 and a.decoder.rotation_scale == 0.1
+
+
+def test_zero_init_starts_at_the_identity_and_learns():
+    """``model.pose_zero_init``: an untrained PoseNet predicts exactly no motion for any pair, and one optimiser
+    step on a pose loss moves it (the head's weights get gradients even though they start at zero)."""
+    torch.manual_seed(0)
+    net = PoseNet(num_layers=18, input_size=None, output_scale=0.1, zero_init=True)
+    x, y = torch.rand(2, 3, 64, 192), torch.rand(2, 3, 64, 192)
+    rot, trans = net(x, y)
+    assert torch.equal(rot, torch.zeros_like(rot)) and torch.equal(trans, torch.zeros_like(trans))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    (net(x, y)[1][:, 2] - 1.0).pow(2).mean().backward()  # pull the forward translation towards 1
+    assert net.decoder.conv3.weight.grad.abs().sum() > 0
+    opt.step()
+    assert net(x, y)[1][:, 2].mean() > 0
+    default = PoseNet(num_layers=18, input_size=None)
+    assert default.decoder.conv3.weight.abs().sum() > 0  # the paper's random initialisation by default
