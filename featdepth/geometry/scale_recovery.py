@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -802,7 +802,8 @@ def recover_scale_from_camera_height_batch(
                     height_from=height_from,
                 )
             )
-    return results
+    # frames rejected before a plane was fitted still say which measure was asked for
+    return [r if r.height_from == height_from else replace(r, height_from=height_from) for r in results]
 
 
 def recover_scale_from_camera_height(

@@ -917,7 +917,8 @@ def evaluate_pose_checkpoint(
                          "gt": str(gt_file) if gt is not None else None, "frames": len(frames)}
     if seq_scale is not None:
         metrics["camera_height"] = {
-            "camera_height": height, "scale": seq_scale.scale, "num_accepted": seq_scale.num_accepted,
+            "camera_height": height, "height_from": resolve_height_from(height_from), "scale": seq_scale.scale,
+            "num_accepted": seq_scale.num_accepted,
             "num_rejected": seq_scale.num_rejected, "relative_spread": seq_scale.relative_spread,
             "scales": list(seq_scale.scales), "rejected": [{"index": i, "reason": r} for i, r in seq_scale.rejected],
             "note": "PoseNet translations multiplied by the median per-frame scale recovered from the depth network "

@@ -247,6 +247,8 @@ def test_height_from_level_and_plane():
     ys = _inlier_heights(pitched, K, level)
     assert level.level_height == pytest.approx(float(ys.median()), rel=1e-9)  # the hand computation
     assert abs(level.scale - 1.0) > 0.1  # a 3° pitch: "level" is wrong, as documented
+    empty = recover_scale_from_camera_height(pitched, K, 1.5, mask=torch.zeros(SIZE, dtype=torch.bool), height_from="level")
+    assert not empty.ok and empty.height_from == "level" and math.isnan(empty.level_height)
     with pytest.raises(ValueError, match="height_from must be 'level' or 'plane', got 'ground'"):
         recover_scale_from_camera_height(pitched, K, 1.5, height_from="ground")
 
