@@ -79,7 +79,7 @@ class ModelConfig:
     pose_output_scale: float = 0.01
     # Factor on the rotation part only; null (the paper) = pose_output_scale. Per-frame rotations are
     # ~0.01 rad while translations are a sizeable fraction of the depth, so a short run that raises
-    # pose_output_scale may keep the rotation's factor small (docs/method.md, "Pose output scale").
+    # pose_output_scale may keep the rotation's factor small; no preset does (docs/method.md, "Pose output scale").
     pose_rotation_scale: float | None = None
     # Start PoseNet's last convolution at zero: an untrained PoseNet predicts the identity motion for every pair
     # (false = PyTorch's random initialisation, as the paper). See docs/method.md, "Pose output scale".
