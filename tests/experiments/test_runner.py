@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from featdepth.experiments import feature_stats, landscape
-from featdepth.experiments.presets import FEATURENET_SETTINGS, VARIANTS, Variant, estimate_seconds, get_preset
+from featdepth.experiments.presets import (
+    DIS_CVT_FEATURENET_FACTOR, FEATURENET_SETTINGS, VARIANTS, Variant, estimate_seconds, get_preset,
+)
 from featdepth.experiments.regions import REGION_NAMES, evaluate_region_depth, region_depth_errors, region_masks
 from featdepth.experiments.runner import BudgetOverrides, RunOptions, _plan, configure_preset, run_experiment
 
@@ -233,8 +235,9 @@ def test_shared_featurenets_in_the_plan():
     per_seed = estimate_seconds(p, device="cpu", real=False)["featurenets"]
     p.featurenet_seeds = [0]
     assert estimate_seconds(p, device="cpu", real=False)["featurenets"] == pytest.approx(per_seed / 4)
-    p.sweep_featurenets = ["rec_dis_cvt_1e-2"]
-    assert estimate_seconds(p, device="cpu", real=False)["featurenets"] == pytest.approx(per_seed / 4 * 1.5)
+    p.sweep_featurenets = ["rec_dis_cvt_1e-2"]  # a third FeatureNet, with the dis/cvt terms (rec + dis/cvt before)
+    f = DIS_CVT_FEATURENET_FACTOR
+    assert estimate_seconds(p, device="cpu", real=False)["featurenets"] == pytest.approx(per_seed / 4 * (1 + 2 * f) / (1 + f))
 
 
 def test_featurenet_curve(tmp_path):
