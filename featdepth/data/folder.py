@@ -41,7 +41,8 @@ from featdepth.data.io import (
 )
 from featdepth.data.transforms import RandomGenerator
 
-__all__ = ["FolderDataset", "list_sequences", "split_sequences", "read_camera_height", "IMAGE_EXTENSIONS"]
+__all__ = ["FolderDataset", "list_sequences", "split_sequences", "read_camera_height", "generator_meta",
+           "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -141,18 +142,26 @@ def read_camera_height(sequence: PathLike) -> Optional[float]:
         if not (math.isfinite(value) and value > 0):
             raise DataError(f"{path}: the camera height must be > 0 metres, got {tokens[0]}")
         return value
-    meta = seq / "meta.json"
-    if meta.is_file():
-        try:
-            data = json.loads(meta.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("generator") != "featdepth.data.synthetic":
-            return None
-        value = data.get("camera_height")
-        if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
-            return float(value)
+    data = generator_meta(seq)
+    value = None if data is None else data.get("camera_height")
+    if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+        return float(value)
     return None
+
+
+def generator_meta(sequence: PathLike) -> Optional[dict]:
+    """The ``meta.json`` of a sequence written by the synthetic generator (:mod:`featdepth.data.synthetic`), or
+    None for any other sequence (no ``meta.json``, an unreadable one, or another ``generator``)."""
+    meta = Path(sequence) / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("generator") != "featdepth.data.synthetic":
+        return None
+    return data
 
 
 def _list_images(folder: Path, allow_mixed_extensions: bool = False) -> list[str]:

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Subset
 from featdepth.config import config_to_dict
 from featdepth.data import KittiOdometryDataset
 from featdepth.data.factory import build_eval_dataset
+from featdepth.data.folder import generator_meta
 from featdepth.data.io import DataError
 from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, load_gt_depths, load_predictions
 from featdepth.evaluation.loop import CAMERA_HEIGHT_SCALING, CameraHeightInfo, evaluate_depth_batches, predict_relative_poses
@@ -220,15 +221,7 @@ def resolve_height_from(height_from: str, dataset: Any = None) -> str:
     sequences = getattr(dataset, "sequences", None)
     if not sequences:
         return "level"
-    for seq in sequences:
-        meta = Path(seq.path) / "meta.json"
-        try:
-            generator = json.loads(meta.read_text()).get("generator") if meta.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            generator = None
-        if generator != "featdepth.data.synthetic":
-            return "plane"
-    return "level"
+    return "level" if all(generator_meta(seq.path) is not None for seq in sequences) else "plane"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -886,6 +879,7 @@ def evaluate_pose_checkpoint(
                                  "the camera height (--camera-height)") if by_height else None
     if align is None:
         align = "none" if by_height else "scale"
+    height_from = resolve_height_from(height_from)  # KITTI odometry: "auto" is "level"
     model = model if model is not None else load_for_evaluation(checkpoint, device)
     name = f"{int(sequence):02d}" if str(sequence).isdigit() else str(sequence)
     rel, frames = predict_sequence_poses(model, data_path, name, cameras=cameras, batch_size=batch_size,
@@ -894,7 +888,7 @@ def evaluate_pose_checkpoint(
     if by_height:
         seq_scale = camera_height_sequence_scale(model, data_path, name, height, cameras=cameras, batch_size=batch_size,
                                                  num_workers=num_workers, max_frames=max_frames,
-                                                 height_from=resolve_height_from(height_from))
+                                                 height_from=height_from)
         rel = rel.copy()
         rel[:, :3, 3] *= seq_scale.scale
     pred = chain_relative_poses(rel)
@@ -917,7 +911,7 @@ def evaluate_pose_checkpoint(
                          "gt": str(gt_file) if gt is not None else None, "frames": len(frames)}
     if seq_scale is not None:
         metrics["camera_height"] = {
-            "camera_height": height, "height_from": resolve_height_from(height_from), "scale": seq_scale.scale,
+            "camera_height": height, "height_from": height_from, "scale": seq_scale.scale,
             "num_accepted": seq_scale.num_accepted,
             "num_rejected": seq_scale.num_rejected, "relative_spread": seq_scale.relative_spread,
             "scales": list(seq_scale.scales), "rejected": [{"index": i, "reason": r} for i, r in seq_scale.rejected],
