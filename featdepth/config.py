@@ -61,6 +61,9 @@ class DataConfig:
     synth_val_sequences: int = 1
     synth_frames: int = 60
     synth_seed: int = 0
+    # More options of the scene generator (featdepth.data.synthetic.SynthConfig), e.g.
+    # {sway_max_m: 1.5, sway_period_range: [40, 60]} for a camera that weaves and turns (docs/usage.md).
+    synth_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +101,9 @@ class LossConfig:
     ssim_weight: float = 0.85
     robust_l1: bool = True
     automask: bool | None = None  # None: on in monocular mode ('s' not in frame_ids)
+    # Training step from which auto-masking is applied (0 = from the start, the paper). Before it every pixel
+    # takes the minimum over the warped sources only. docs/method.md §2.2, "Auto-masking from a later step".
+    automask_start_step: int = 0
     disp_norm: bool | None = None  # None: on in monocular mode
     noise_std: float = 1e-5
     smoothness_weight: float = 1e-3
@@ -252,6 +258,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
         return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' expects a mapping (key: value), got {value!r}")
+        return dict(value)
     if hint is list or origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
@@ -504,6 +514,9 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"loss.frozen_bn must be 'eval' or 'train', got {lo.frozen_bn!r}")
     if not 0.0 <= lo.ssim_weight <= 1.0:
         raise ConfigError(f"loss.ssim_weight must be in [0, 1], got {lo.ssim_weight}")
+    if isinstance(lo.automask_start_step, bool) or not isinstance(lo.automask_start_step, int) \
+            or lo.automask_start_step < 0:
+        raise ConfigError(f"loss.automask_start_step must be a whole number >= 0, got {lo.automask_start_step!r}")
     if o.batch_size < 1:
         raise ConfigError(f"optim.batch_size must be >= 1, got {o.batch_size}")
     _check_finite_numbers(cfg)

@@ -6,6 +6,7 @@ Examples::
 
     featdepth data synth --out data/synth --sequences 4 --frames 100
     featdepth data synth --out data/synth_small --sequences 2 --frames 30 --height 96 --width 320 --no-stereo
+    featdepth data synth --out data/synth_turns --sequences 2 --frames 60 --weave   # a camera that turns
     featdepth data kitti-download --out data/kitti_raw --list kitti_archives_to_download.txt --dry-run
     featdepth data kitti-download --out data/kitti_raw --list kitti_archives_to_download.txt --unpack
     featdepth data export-gt --data-path data/kitti_raw --split-file splits/eigen/test_files.txt --out gt_depths.npz
@@ -23,13 +24,22 @@ from featdepth.cli.common import CLIError
 EXAMPLES = __doc__.split("Examples::", 1)[1]
 
 
+#: Generator options of a camera that weaves across the road and turns by up to ~1-2 degrees per frame
+#: (`--weave`; the same as `--set data.synth_options...` in training, docs/experiments.md "Is rotation learned?").
+WEAVE = {"sway_max_m": 1.5, "sway_period_range": (40.0, 60.0), "yaw_amplitude_deg": 15.0}
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from featdepth.data.synthetic import generate_dataset  # lazy: keeps `featdepth --help` fast
 
-    paths = generate_dataset(
-        Path(args.out), num_sequences=args.sequences, seed=args.seed, num_frames=args.frames,
-        height=args.height, width=args.width, stereo=not args.no_stereo, progress=True,
-    )
+    try:
+        paths = generate_dataset(
+            Path(args.out), num_sequences=args.sequences, seed=args.seed, num_frames=args.frames,
+            height=args.height, width=args.width, stereo=not args.no_stereo, progress=True,
+            **(WEAVE if args.weave else {}),
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     for p in paths:
         print(p)
     return 0
@@ -129,6 +139,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=416, help="image width in pixels (default: 416)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the scenes (default: 0)")
     p.add_argument("--no-stereo", action="store_true", help="do not render the right camera")
+    p.add_argument("--weave", action="store_true",
+                   help="a camera that weaves across the road and turns (up to ~10 deg heading, 1-2 deg per frame) "
+                        "instead of staying in its lane: sequences that can show whether rotation is learned")
     p.set_defaults(func=cmd_data_synth)
 
     # data export-gt

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,7 +43,9 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
             return False
         return not need_stereo or (root / name / "stereo.txt").is_file()
 
+    options = synth_options(cfg)
     if all(ready(name) for name in wanted):
+        _check_existing_options(root, wanted, options)
         return root
     synthetic.generate_dataset(
         root,
@@ -51,8 +56,56 @@ def ensure_synthetic_data(cfg: Config, progress: bool = False) -> Path:
         width=cfg.data.width,
         stereo=need_stereo,
         progress=progress,
+        **options,
     )
     return root
+
+
+# SynthConfig fields that other data.* keys set (or that must stay per sequence)
+_SYNTH_FIXED = {"seed": "data.synth_seed", "num_frames": "data.synth_frames", "height": "data.height",
+                "width": "data.width", "stereo": "data.frame_ids (with 's')"}
+
+
+def synth_options(cfg: Config) -> dict[str, Any]:
+    """``data.synth_options`` checked against the generator's options; a bad key or value raises a
+    ConfigError naming ``data.synth_options.<key>``."""
+    options = dict(cfg.data.synth_options or {})
+    known = {f.name for f in dataclasses.fields(synthetic.SynthConfig)}
+    for key in options:
+        if key in _SYNTH_FIXED:
+            raise ConfigError(f"data.synth_options.{key}: set it with {_SYNTH_FIXED[key]} instead")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known - set(_SYNTH_FIXED)), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"data.synth_options: unknown generator option '{key}'{hint}")
+    try:
+        synthetic.SynthConfig(seed=0, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data.synth_options: {exc}") from None
+    return options
+
+
+def _check_existing_options(root: Path, names: list[str], options: dict[str, Any]) -> None:
+    """Sequences already under ``root`` must have been generated with the requested options."""
+    defaults = dataclasses.asdict(synthetic.SynthConfig())
+    for name in names:
+        try:
+            meta = json.loads((root / name / "meta.json").read_text())
+            used = meta.get("config", {})
+        except (OSError, ValueError):
+            continue
+        for key in sorted(options):  # only what was asked for: a folder made by `featdepth data` stays usable
+            want = options.get(key, defaults.get(key))
+            have = used.get(key, defaults.get(key))
+            if isinstance(want, (list, tuple)) or isinstance(have, (list, tuple)):
+                same = want is not None and have is not None and list(map(float, want)) == list(map(float, have))
+            else:
+                same = want == have
+            if not same:
+                raise ConfigError(
+                    f"{root / name} was generated with {key}={have!r}, but data.synth_options asks for {want!r}; "
+                    f"choose another data.path or delete that folder")
+        return  # one sequence is enough: a folder is generated in one go
 
 
 def _folder_sequences(cfg: Config) -> tuple[list[str] | None, list[str] | None]:

@@ -28,12 +28,13 @@ import json
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from featdepth.data.io import read_kitti_poses
-from featdepth.data.synthetic_scene import Renderer, build_scene, camera_path
+from featdepth.data.synthetic_scene import Renderer, build_scene, camera_path, rot_y
 from featdepth.utils.constants import KITTI_NORMALIZED_K
 
 GENERATOR_VERSION = "1"
@@ -41,6 +42,8 @@ GENERATOR_VERSION = "1"
 __all__ = [
     "SynthConfig",
     "render_sequence",
+    "render_rotation_pairs",
+    "config_from_meta",
     "write_sequence",
     "generate_dataset",
     "save_poses",
@@ -78,7 +81,9 @@ class SynthConfig:
     image size.  ``speed_range`` bounds the distance travelled per frame (a per-sequence speed is drawn
     inside it and varies slowly by ``speed_jitter``).  ``textureless_fraction`` is the probability
     that a building is a uniformly coloured wall.  ``fog_start`` is the fraction of ``max_depth`` where
-    surfaces start to fade into the sky colour.
+    surfaces start to fade into the sky colour.  The camera sways sideways by at most ``sway_max_m``
+    with a period drawn from ``sway_period_range`` (its heading follows the path, up to
+    ``yaw_amplitude_deg``); the defaults keep it in its lane, turning by < 0.2 degrees per frame.
     """
 
     height: int = 128
@@ -92,6 +97,8 @@ class SynthConfig:
     speed_range: tuple[float, float] = (0.5, 1.2)
     speed_jitter: float = 0.08
     yaw_amplitude_deg: float = 3.0
+    sway_max_m: float = 0.6
+    sway_period_range: tuple[float, float] = (60.0, 140.0)
     pitch_amplitude_deg: float = 0.8
     textureless_fraction: float = 0.5
     facade_range: tuple[float, float] = (5.0, 9.0)
@@ -104,6 +111,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         self.speed_range = tuple(float(v) for v in self.speed_range)
         self.facade_range = tuple(float(v) for v in self.facade_range)
+        self.sway_period_range = tuple(float(v) for v in self.sway_period_range)
         self.intrinsics_norm = tuple(float(v) for v in self.intrinsics_norm)
         for name in ("height", "width", "num_frames", "supersample"):
             _check_positive_int(name, getattr(self, name))
@@ -112,6 +120,9 @@ class SynthConfig:
             _check_number(name, getattr(self, name), positive=True)
         for name in ("speed_jitter", "yaw_amplitude_deg", "pitch_amplitude_deg", "object_density"):
             _check_number(name, getattr(self, name), positive=False)
+        if not 0 <= _check_number("sway_max_m", self.sway_max_m, positive=False) <= 1.5:
+            raise ValueError(f"sway_max_m must be in [0, 1.5] (metres; the parked cars stand ~2.3 m from the "
+                             f"road's centre), got {self.sway_max_m!r}")
         for name in ("textureless_fraction", "fog_start"):
             value = _check_number(name, getattr(self, name), positive=False)
             if value > 1:
@@ -120,6 +131,10 @@ class SynthConfig:
             np.isfinite(self.speed_range)
         ):
             raise ValueError(f"speed_range must be (min, max) with 0 < min <= max, got {self.speed_range!r}")
+        if len(self.sway_period_range) != 2 or not 10 <= self.sway_period_range[0] <= self.sway_period_range[1] \
+                or not all(np.isfinite(self.sway_period_range)):
+            raise ValueError(f"sway_period_range must be (min, max) metres with 10 <= min <= max, "
+                             f"got {self.sway_period_range!r}")
         if len(self.facade_range) != 2 or not self.facade_range[0] <= self.facade_range[1]:
             raise ValueError(f"facade_range must be (near, far) with near <= far, got {self.facade_range!r}")
         if self.facade_range[0] <= self.road_half_width + 0.5:
@@ -144,21 +159,12 @@ def _clean(m: np.ndarray) -> np.ndarray:
     return m
 
 
-def render_sequence(config: SynthConfig | None = None) -> dict:
-    """Render a sequence in memory.
-
-    Returns a dict with ``images`` ``(N, H, W, 3)`` uint8 (left camera), ``images_right`` (same, only
-    when ``config.stereo``), ``depths`` ``(N, H, W)`` float32 z-depth in metres, ``regions``
-    ``(N, H, W)`` uint8 labels, ``poses`` ``(N, 4, 4)`` float64 ``T_world_cam`` of the left camera
-    (frame 0 = identity), ``K`` ``(3, 3)`` float64 pixel intrinsics and ``meta`` (a dict of the
-    generator parameters, see :func:`write_sequence`).
-    """
-    cfg = config if config is not None else SynthConfig()
+def _scene(cfg: SynthConfig) -> tuple[np.ndarray, float, Any, Renderer]:
+    """The camera path (scene frame), mean speed, scene and renderer of the sequence ``cfg`` describes."""
     rng = np.random.default_rng(cfg.seed)
-    K = cfg.intrinsics()
-
     path, speed = camera_path(
-        rng, cfg.num_frames, cfg.speed_range, cfg.speed_jitter, cfg.yaw_amplitude_deg, cfg.pitch_amplitude_deg
+        rng, cfg.num_frames, cfg.speed_range, cfg.speed_jitter, cfg.yaw_amplitude_deg, cfg.pitch_amplitude_deg,
+        cfg.sway_max_m, cfg.sway_period_range,
     )
     z_cams = path[:, 2, 3]
     scene = build_scene(
@@ -171,7 +177,78 @@ def render_sequence(config: SynthConfig | None = None) -> dict:
         textureless_fraction=cfg.textureless_fraction,
         object_density=cfg.object_density,
     )
-    renderer = Renderer(scene, K, cfg.height, cfg.width, cfg.supersample, cfg.max_depth, cfg.fog_start * cfg.max_depth)
+    renderer = Renderer(scene, cfg.intrinsics(), cfg.height, cfg.width, cfg.supersample, cfg.max_depth,
+                        cfg.fog_start * cfg.max_depth)
+    return path, speed, scene, renderer
+
+
+def config_from_meta(meta: dict) -> SynthConfig:
+    """The :class:`SynthConfig` a sequence was generated with, from its ``meta.json`` content (options
+    added to the generator later take their defaults, which are what older sequences used).
+
+    Raises:
+        ValueError: a ``meta`` without a ``config`` mapping, or one with unknown or bad options.
+    """
+    config = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(config, dict):
+        raise ValueError("meta.json has no generator 'config' mapping")
+    known = {f.name for f in fields(SynthConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"meta.json's config has options this generator does not know: {unknown}")
+    return SynthConfig(**config)
+
+
+def render_rotation_pairs(
+    config: SynthConfig,
+    yaws_deg: Sequence[float] = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),
+    frames: Sequence[int] | None = None,
+    forward_m: float = 0.9,
+) -> dict:
+    """Image pairs of the sequence ``config`` describes with a known extra turn: for each frame ``i`` of
+    ``frames`` (default: 5 spread over the sequence) and each yaw ``θ``, image ``a`` is frame ``i`` and image
+    ``b`` is seen from ``forward_m`` metres further along the camera's axis, turned by ``θ`` about its
+    vertical axis (positive = to the right).
+
+    Returns ``images_a`` / ``images_b`` ``(P, H, W, 3)`` float32 in [0, 1] (P = frames x yaws, frame-major),
+    ``T_b_a`` ``(P, 4, 4)`` float64 (the true motion, camera a to camera b) and ``yaw_deg`` ``(P,)``.
+    """
+    path, _, _, renderer = _scene(config)
+    n = len(path)
+    if frames is None:
+        frames = np.linspace(0, n - 1, 7).round().astype(int)[1:-1].tolist()
+    frames = [int(i) for i in frames]
+    bad = [i for i in frames if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"frames {bad} are outside the sequence's 0..{n - 1}")
+    images_a, images_b, T, yaw = [], [], [], []
+    for i in frames:
+        Pa = path[i]
+        image_a = renderer.render(Pa[:3, 3], Pa[:3, :3], geometry=False)["image"]
+        for theta in yaws_deg:
+            Pb = np.eye(4)
+            Pb[:3, :3] = Pa[:3, :3] @ rot_y(np.radians(float(theta)))
+            Pb[:3, 3] = Pa[:3, 3] + Pa[:3, :3] @ np.array([0.0, 0.0, float(forward_m)])
+            images_a.append(image_a)
+            images_b.append(renderer.render(Pb[:3, 3], Pb[:3, :3], geometry=False)["image"])
+            T.append(np.linalg.inv(Pb) @ Pa)
+            yaw.append(float(theta))
+    return {"images_a": np.stack(images_a), "images_b": np.stack(images_b), "T_b_a": np.stack(T),
+            "yaw_deg": np.array(yaw)}
+
+
+def render_sequence(config: SynthConfig | None = None) -> dict:
+    """Render a sequence in memory.
+
+    Returns a dict with ``images`` ``(N, H, W, 3)`` uint8 (left camera), ``images_right`` (same, only
+    when ``config.stereo``), ``depths`` ``(N, H, W)`` float32 z-depth in metres, ``regions``
+    ``(N, H, W)`` uint8 labels, ``poses`` ``(N, 4, 4)`` float64 ``T_world_cam`` of the left camera
+    (frame 0 = identity), ``K`` ``(3, 3)`` float64 pixel intrinsics and ``meta`` (a dict of the
+    generator parameters, see :func:`write_sequence`).
+    """
+    cfg = config if config is not None else SynthConfig()
+    K = cfg.intrinsics()
+    path, speed, scene, renderer = _scene(cfg)
 
     n, h, w = cfg.num_frames, cfg.height, cfg.width
     images = np.empty((n, h, w, 3), np.uint8)

@@ -208,11 +208,16 @@ def camera_path(
     speed_jitter: float,
     yaw_amplitude_deg: float,
     pitch_amplitude_deg: float,
+    sway_max_m: float = 0.6,
+    sway_period_range: tuple[float, float] = (60.0, 140.0),
 ) -> tuple[np.ndarray, float]:
-    """Scene-frame camera-to-scene transforms ``(N, 4, 4)`` of a car swaying gently in its lane.
+    """Scene-frame camera-to-scene transforms ``(N, 4, 4)`` of a car swaying in its lane (or weaving).
 
     The lateral position follows ``x(z) = xc + a sin(w z + phi)`` (heading = its tangent, so the yaw
-    oscillates with the requested amplitude and the car stays in its lane), pitch is
+    oscillates with the requested amplitude), with ``a`` at most ``sway_max_m`` (0.6 m: the car stays in
+    its lane; up to 1.5 m it weaves across the road between the parked cars) and the period ``2 pi / w``
+    drawn from ``sway_period_range`` (metres; a short period with a wide sway turns the camera by up to
+    ~1-2 degrees per frame: sequences that can show whether rotation is learned), pitch is
     ``B sin(2 pi s / P)`` of the arc length ``s`` (zero at frame 0), roll is zero, the camera height
     is constant.  The arc length travelled per frame is a per-sequence speed times a slow jitter,
     clipped into ``speed_range``.  Returns the poses and the mean speed.
@@ -227,11 +232,13 @@ def camera_path(
     steps = np.clip(steps, lo_v + eps, hi_v - eps) if hi_v > lo_v else np.full(num_frames - 1, lo_v)
     s = np.concatenate([[0.0], np.cumsum(steps)])
 
-    sway_period = rng.uniform(60.0, 140.0)
+    sway_period = rng.uniform(float(sway_period_range[0]), float(sway_period_range[1]))
     w = 2 * np.pi / sway_period
-    amp = min(np.tan(np.radians(yaw_amplitude_deg)) / w, 0.6)
+    amp = min(np.tan(np.radians(yaw_amplitude_deg)) / w, float(sway_max_m))
     phi = rng.uniform(0, 2 * np.pi)
-    xc = rng.uniform(0.5, 1.0)
+    # lane centre; a wide weave is centred so that the camera keeps >= 0.7 m from the parked cars
+    # (the default's 0.6 m sway never moves it: draws and sequences are unchanged)
+    xc = min(rng.uniform(0.5, 1.0), 1.6 - amp)
     pitch_amp = np.radians(pitch_amplitude_deg)
     pitch_period = rng.uniform(25.0, 60.0)
 

@@ -24,10 +24,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from featdepth.data import FolderDataset
+from featdepth.data import FolderDataset, synthetic
+from featdepth.data.folder import generator_meta
 from featdepth.data.io import read_kitti_poses
 from featdepth.evaluation.depth_metrics import DepthEvalResult, evaluate_depth, post_process_disparity
-from featdepth.evaluation.pose_metrics import KITTI_SEGMENT_LENGTHS, kitti_odometry_errors, snippets_from_relative_poses
+from featdepth.evaluation.pose_metrics import (
+    KITTI_SEGMENT_LENGTHS,
+    kitti_odometry_errors,
+    rotation_response,
+    snippets_from_relative_poses,
+    yaw_deg,
+)
 from featdepth.evaluation.trajectory import chain_relative_poses, relative_poses_from_absolute
 from featdepth.geometry import ScaleRecoveryResult, recover_scale_from_camera_height_batch
 from featdepth.inference.model import Model
@@ -85,6 +92,45 @@ def predict_relative_poses(model: Model, images: Tensor, *, batch_size: int = 8)
             j = min(i + batch_size, images.shape[0] - 1)
             out.append(model.relative_pose(images[i:j], images[i + 1 : j + 1]).cpu().double())
     return torch.cat(out).numpy() if out else np.zeros((0, 4, 4))
+
+
+def evaluate_rotation_response(model: Model, sequence: PathLike, *,
+                               yaws_deg: Sequence[float] = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),
+                               frames: Sequence[int] | None = None) -> dict[str, Any]:
+    """Does the model's PoseNet respond to rotation? Renders, in the scene of a sequence written by the
+    synthetic generator, pairs with a known extra turn (:func:`featdepth.data.synthetic.render_rotation_pairs`:
+    0.9 m forward, then ``yaws_deg`` about the vertical axis) and fits predicted against true yaw
+    (:func:`~featdepth.evaluation.pose_metrics.rotation_response`: slope 1 = rotation learned, 0 = ignored).
+    The sequences' own turns can be too small to tell (docs/experiments.md, "Is rotation learned?").
+
+    Returns the fit plus ``yaws_deg``, ``true_by_yaw`` and ``predicted_by_yaw`` (means over the frames, degrees).
+
+    Raises:
+        ValueError: the sequence was not written by the synthetic generator (the message names it).
+    """
+    meta = generator_meta(sequence)
+    if meta is None:
+        raise ValueError(f"{sequence}: not a sequence written by the synthetic generator (no generator meta.json)")
+    config = synthetic.config_from_meta(meta)
+    pairs = synthetic.render_rotation_pairs(config, yaws_deg, frames)
+    a = torch.from_numpy(pairs["images_a"]).permute(0, 3, 1, 2).contiguous()
+    b = torch.from_numpy(pairs["images_b"]).permute(0, 3, 1, 2).contiguous()
+    if a.shape[-2:] != (model.height, model.width):
+        a = torch.nn.functional.interpolate(a, (model.height, model.width), mode="bilinear", align_corners=False)
+        b = torch.nn.functional.interpolate(b, (model.height, model.width), mode="bilinear", align_corners=False)
+    pred = []
+    with model.evaluating():
+        for i in range(0, a.shape[0], 8):
+            pred.append(model.relative_pose(a[i:i + 8].to(model.device), b[i:i + 8].to(model.device)).cpu().double())
+    true_yaw = yaw_deg(pairs["T_b_a"])
+    pred_yaw = yaw_deg(torch.cat(pred).numpy())
+    out = rotation_response(true_yaw, pred_yaw)
+    yaws = [float(y) for y in yaws_deg]
+    per = pairs["yaw_deg"]
+    out["yaws_deg"] = yaws
+    out["true_by_yaw"] = [float(true_yaw[per == y].mean()) for y in yaws]
+    out["predicted_by_yaw"] = [float(pred_yaw[per == y].mean()) for y in yaws]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -369,3 +369,34 @@ def kitti_odometry_errors(
         "per_length": per_length,
         "segments": seg,
     }
+
+
+def yaw_deg(T: np.ndarray) -> np.ndarray:
+    """Rotation about the camera's vertical (y) axis, degrees, of transforms ``(..., 4, 4)`` or ``(..., 3, 3)``:
+    ``atan2(R[0, 2], R[2, 2])`` (exact for a pure yaw; for small pitch/roll the yaw component)."""
+    T = np.asarray(T, np.float64)
+    return np.degrees(np.arctan2(T[..., 0, 2], T[..., 2, 2]))
+
+
+def rotation_response(true_yaw_deg: np.ndarray, pred_yaw_deg: np.ndarray) -> dict[str, Any]:
+    """How a PoseNet's predicted yaw follows the true yaw over pairs with known turns.
+
+    Returns ``slope`` and ``intercept`` (degrees) of the least-squares line ``pred = slope * true + intercept``,
+    the correlation ``r`` and the mean absolute error ``mae_deg``. A network that learned rotation has a
+    slope near 1; one that ignores rotation (predicts the same turn whatever the images) has a slope near 0.
+
+    Raises:
+        ValueError: different lengths, fewer than 2 pairs or fewer than 2 distinct true yaws.
+    """
+    t = np.asarray(true_yaw_deg, np.float64).ravel()
+    p = np.asarray(pred_yaw_deg, np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"true and predicted yaws differ in length: {t.size} vs {p.size}")
+    if t.size < 2 or np.ptp(t) == 0:
+        raise ValueError("rotation_response needs at least two different true yaws")
+    tc = t - t.mean()
+    slope = float(np.dot(tc, p - p.mean()) / np.dot(tc, tc))
+    intercept = float(p.mean() - slope * t.mean())
+    r = float(np.corrcoef(t, p)[0, 1]) if np.ptp(p) > 0 else 0.0
+    return {"slope": slope, "intercept": intercept, "r": r, "mae_deg": float(np.mean(np.abs(p - t))),
+            "pairs": int(t.size)}

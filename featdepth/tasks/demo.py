@@ -4,7 +4,8 @@
 2. Trains two-stage FeatDepth with the ``demo`` preset: FeatureNet first, then DepthNet + PoseNet
    with the frozen FeatureNet.
 3. Evaluates the untrained (initial) and the trained (final) model on held-out sequences: depth metrics
-   with per-image median scaling and the 5-frame ATE, plus the ATE of a zero-motion prediction.
+   with per-image median scaling and the 5-frame ATE, plus the ATE of a zero-motion prediction; and
+   whether PoseNet responds to rotation (predicted against true yaw on rendered pairs with known turns).
 4. Writes ``OUT/metrics.json``, ``OUT/checkpoint.pt`` and ``OUT/checkpoint.safetensors`` (usable by every
    other command), pictures
    (``OUT/depth_*.png``: input | predicted disparity | ground-truth depth) and a top-view trajectory
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw
 
 from featdepth.config import Config, load_config
 from featdepth.data.factory import ensure_synthetic_data, synthetic_sequence_names
-from featdepth.evaluation.loop import evaluate_sequences, load_folder_sequence
+from featdepth.evaluation.loop import evaluate_rotation_response, evaluate_sequences, load_folder_sequence
 from featdepth.evaluation.plots import colorize_disparity, plot_trajectories_topview
 from featdepth.evaluation.pose_metrics import align_trajectory
 from featdepth.inference.loading import export_weights, load
@@ -97,6 +98,8 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
     final = load(ckpt_path, device=dev, backend="eager")  # the same path as the untrained model and validation
     _log("evaluating the trained model")
     final_eval = _evaluate(final, cfg, val_names)
+    _log("measuring the rotation response (pairs with known turns in the held-out scene)")
+    rotation = evaluate_rotation_response(final, Path(cfg.data.path) / val_names[0])
     shutil.copyfile(ckpt_path, out / "checkpoint.pt")
     export_weights(ckpt_path, out / "checkpoint.safetensors")  # the same weights, safe to share (README)
 
@@ -126,6 +129,8 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
         # true translation, no rotation: the rotation is learned only where the model beats these
         "no_rotation": {"r_err": final_eval.get("no_rotation_r_err"),
                         "heading_error_deg": final_eval.get("no_rotation_heading_error_deg")},
+        # predicted against true yaw on pairs with known turns: slope 1 = rotation learned, 0 = ignored
+        "rotation_response": rotation,
         "seconds": time.perf_counter() - t0,
         "steps": {"featurenet": summary.get("featurenet", {}).get("steps"), cfg.train.stage: summary.get("steps")},
         "stage": cfg.train.stage,
@@ -184,5 +189,9 @@ def _print_table(m: dict[str, Any]) -> None:
             print(f"  reference with the true translation and no rotation: r_err {nr['r_err']:.2f} deg/100 m, heading "
                   f"error {nr.get('heading_error_deg', float('nan')):.1f} deg (rotation is learned where the model "
                   "beats these)")
+    rr = m.get("rotation_response")
+    if rr:
+        print(f"rotation response: predicted/true turn = {rr['slope']:.2f} (slope over {rr['pairs']} pairs turned by "
+              f"{min(rr['yaws_deg']):g}..{max(rr['yaws_deg']):g} deg; 1 = rotation learned, 0 = PoseNet ignores rotation)")
     print("took off" if t["passed"] else "did NOT take off (see docs/experiments.md, 'the stuck state')")
     print(f"wall time {m['seconds']:.0f} s; outputs written next to metrics.json")

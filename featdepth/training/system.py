@@ -13,6 +13,7 @@ The system knows nothing about the trainer: ``forward(batch)`` returns a
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -64,6 +65,8 @@ class FeatDepthSystem(StageNetworks):
             second_order_smoothness=lo.second_order_smoothness,
             feature_metric_weight=lo.feature_metric_weight if self.stage in ("depth", "joint") else 0.0,
         )
+        # auto-masking as at the end of training; the trainer switches it off before loss.automask_start_step
+        self._automask_now = self.settings.automask
         self.train()
 
     # -- modes ---------------------------------------------------------------------------
@@ -72,6 +75,16 @@ class FeatDepthSystem(StageNetworks):
         if self.stage == "depth" and self.feature_net is not None and self.cfg.loss.frozen_bn == "eval":
             self.feature_net.eval()  # the frozen extractor keeps fixed BN statistics (docs/method.md §7.7)
         return self
+
+    def set_training_step(self, step: int) -> None:
+        """Called by the trainer before each step: auto-masking starts at ``loss.automask_start_step``
+        (docs/method.md §2.2). A bool, not the step, is what the forward reads, so a compiled step
+        recompiles at most once."""
+        self._automask_now = self.settings.automask and step >= self.cfg.loss.automask_start_step
+
+    def automask_active(self) -> bool:
+        """Whether the objective auto-masks now (auto-masking on, and its start step reached)."""
+        return self._automask_now
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -228,8 +241,9 @@ class FeatDepthSystem(StageNetworks):
             target.contiguous(),
             warped,
             disps,
-            self.settings,
-            sources=src_images if self.settings.automask else None,
+            self.settings if self.automask_active() or not self.settings.automask
+            else dataclasses.replace(self.settings, automask=False),
+            sources=src_images if self.automask_active() else None,
             feature_target=feature_target,
             feature_warped=feature_warped,
         )

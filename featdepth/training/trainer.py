@@ -105,9 +105,7 @@ class Trainer:
         self.ckpt = CheckpointManager(self.out_dir / "checkpoints", keep=t.keep_checkpoints)
         self._saved_step: int | None = None  # step of the last checkpoint this process wrote
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main)
-        self.step = 0
-        self.epoch = 0
-        self.epoch_step = 0
+        self.step = self.epoch = self.epoch_step = 0
         self.consecutive_nonfinite = 0
         self.skipped_steps = 0
         self.best_metric: float | None = None
@@ -193,6 +191,7 @@ class Trainer:
                     lr = self.schedule.set(self.step, self.epoch)
                     batch = move_batch(batch, self.device, self.channels_last)
                     step_t0 = time.perf_counter()
+                    self.system.set_training_step(self.step)  # auto-masking may start later (docs/method.md §2.2)
                     result = self._train_step(batch)
                     step_time = time.perf_counter() - step_t0
                     self._after_step(result, lr, data_time, step_time, batch)

@@ -48,6 +48,16 @@ def test_data_synth_writes_the_folder_format(tmp_path):
     assert np.load(seq / "depth" / "000000.npy").shape == (64, 192)
 
 
+def test_data_synth_weave_writes_a_turning_camera(tmp_path):
+    assert main(["data", "synth", "--out", str(tmp_path), "--sequences", "1", "--frames", "40", "--height", "32",
+                 "--width", "96", "--no-stereo", "--weave"]) == 0
+    seq = tmp_path / "seq_000"
+    assert json.loads((seq / "meta.json").read_text())["config"]["sway_max_m"] == 1.5
+    P = np.loadtxt(seq / "poses.txt").reshape(-1, 3, 4)
+    yaw = np.degrees(np.arctan2(P[:, 0, 2], P[:, 2, 2]))
+    assert np.abs(np.diff(yaw)).max() > 0.6  # the lane-keeping default turns by < 0.4 deg per frame
+
+
 def test_demo_writes_metrics_pictures_and_checkpoint(tmp_path):
     """A tiny demo run: the real budget is set by the preset (see README); here only the plumbing."""
     out = tmp_path / "demo"
@@ -64,6 +74,9 @@ def test_demo_writes_metrics_pictures_and_checkpoint(tmp_path):
     assert metrics["zero_motion"]["ate5"] > 0
     assert set(metrics["no_rotation"]) == {"r_err", "heading_error_deg"}  # the reference for the rotation
     assert metrics["no_rotation"]["heading_error_deg"] >= 0
+    rr = metrics["rotation_response"]  # predicted against true yaw on rendered pairs with known turns
+    assert {"slope", "intercept", "r", "mae_deg", "pairs", "yaws_deg", "true_by_yaw", "predicted_by_yaw"} <= set(rr)
+    assert rr["pairs"] == 5 * len(rr["yaws_deg"]) and np.isfinite(rr["slope"])
     assert (out / "checkpoint.pt").is_file() and (out / "trajectory.png").is_file()
     assert len(list(out.glob("depth_*.png"))) == 3
     from PIL import Image

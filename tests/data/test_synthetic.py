@@ -388,3 +388,100 @@ def test_load_poses_refuses_a_block_that_is_not_a_rotation(tmp_path):
     bad.write_text("1 0 0 0 0 1 0 0 0 0 1 0\n2 0 0 0 0 1 0 0 0 0 1 1.5\n")
     with pytest.raises(DataError, match=r"bad\.txt, line 2: the 3x3 rotation block is not a rotation"):
         load_poses(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# weaving camera (sway_max_m, sway_period_range) and rotation pairs
+# ---------------------------------------------------------------------------------------------
+
+
+def _headings(cfg: SynthConfig) -> np.ndarray:
+    from featdepth.data.synthetic_scene import camera_path
+
+    path, _ = camera_path(np.random.default_rng(cfg.seed), cfg.num_frames, cfg.speed_range, cfg.speed_jitter,
+                          cfg.yaw_amplitude_deg, cfg.pitch_amplitude_deg, cfg.sway_max_m, cfg.sway_period_range)
+    return path
+
+
+def test_default_sway_options_leave_the_sequences_unchanged():
+    from featdepth.data.synthetic_scene import camera_path
+
+    for seed in range(5):
+        cfg = SynthConfig(seed=seed, num_frames=60)
+        old_call = camera_path(np.random.default_rng(seed), 60, cfg.speed_range, cfg.speed_jitter,
+                               cfg.yaw_amplitude_deg, cfg.pitch_amplitude_deg)  # the signature before the options
+        np.testing.assert_array_equal(_headings(cfg), old_call[0])
+
+
+def test_a_weaving_camera_turns_more_and_keeps_clear_of_the_parked_cars():
+    turns_default, turns_weave = [], []
+    for seed in range(6):
+        for sway, period, store in ((0.6, (60.0, 140.0), turns_default), (1.5, (40.0, 60.0), turns_weave)):
+            cfg = SynthConfig(seed=seed, num_frames=80, yaw_amplitude_deg=15.0, sway_max_m=sway,
+                              sway_period_range=period)
+            path = _headings(cfg)
+            yaw = np.degrees(np.arctan2(path[:, 0, 2], path[:, 2, 2]))
+            store.append(np.abs(np.diff(yaw)).max())
+            x = path[:, 0, 3]
+            assert np.all(np.abs(x) <= 1.6 + 1e-9), (seed, sway, x.min(), x.max())  # parked cars from ~2.3 m
+    assert max(turns_default) < 0.4 and min(turns_weave) > 0.6, (turns_default, turns_weave)
+
+
+@pytest.mark.parametrize("option, value", [("sway_max_m", 2.0), ("sway_max_m", -0.1),
+                                           ("sway_period_range", (5.0, 20.0)), ("sway_period_range", (60.0, 40.0))])
+def test_bad_sway_options_name_the_option(option, value):
+    with pytest.raises(ValueError, match=option):
+        SynthConfig(**{option: value})
+
+
+def test_rotation_pairs_carry_the_requested_turn():
+    from featdepth.data.synthetic import render_rotation_pairs
+
+    cfg = SynthConfig(seed=2, height=32, width=96, num_frames=20, stereo=False)
+    pairs = render_rotation_pairs(cfg, yaws_deg=(-2.0, 0.0, 3.0), frames=[4, 10])
+    assert pairs["images_a"].shape == pairs["images_b"].shape == (6, 32, 96, 3)
+    T = pairs["T_b_a"]
+    # camera b is turned by +theta (to the right) relative to a: T_b_a rotates a's points by -theta about y
+    yaw = np.degrees(np.arctan2(T[:, 0, 2], T[:, 2, 2]))
+    np.testing.assert_allclose(yaw, -pairs["yaw_deg"], atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(T[:, :3, 3], axis=1), 0.9, atol=1e-9)  # 0.9 m forward
+    np.testing.assert_array_equal(pairs["images_a"][0], pairs["images_a"][2])  # same frame for every yaw
+    assert not np.array_equal(pairs["images_b"][0], pairs["images_b"][2])
+    with pytest.raises(ValueError, match="outside"):
+        render_rotation_pairs(cfg, frames=[25])
+
+
+def test_config_from_meta_rebuilds_the_sequence(tmp_path):
+    from featdepth.data.synthetic import config_from_meta
+
+    cfg = SynthConfig(seed=5, sway_max_m=1.2, sway_period_range=(45.0, 50.0), **SMALL)
+    meta = json.loads((write_sequence(tmp_path / "s", cfg) / "meta.json").read_text())
+    assert config_from_meta(meta) == cfg
+    old = dict(meta["config"])
+    del old["sway_max_m"], old["sway_period_range"]  # a sequence written before the options existed
+    assert config_from_meta({"config": old}).sway_max_m == 0.6
+    with pytest.raises(ValueError, match="does not know"):
+        config_from_meta({"config": {**old, "warp_drive": 1}})
+    with pytest.raises(ValueError, match="config"):
+        config_from_meta({})
+
+
+def test_data_synth_options_reach_the_generator_and_are_checked(tmp_path):
+    from featdepth.config import ConfigError, load_config
+    from featdepth.data.factory import ensure_synthetic_data
+
+    common = [f"data.path={tmp_path / 'synth'}", "data.synth_sequences=1", "data.synth_val_sequences=0",
+              "data.synth_frames=3", "data.height=32", "data.width=64", "data.frame_ids=[0,-1,1]"]
+    weave = common + ["data.synth_options.sway_max_m=1.5", "data.synth_options.sway_period_range=[40,60]"]
+    root = ensure_synthetic_data(load_config("synthetic_small", weave))
+    used = json.loads((root / "seq_000" / "meta.json").read_text())["config"]
+    assert used["sway_max_m"] == 1.5 and used["sway_period_range"] == [40.0, 60.0]
+    ensure_synthetic_data(load_config("synthetic_small", weave))  # same options: reused
+    ensure_synthetic_data(load_config("synthetic_small", common))  # no options asked for: the folder is usable
+    with pytest.raises(ConfigError, match=r"sway_max_m=1\.5.*asks for 0\.8"):
+        ensure_synthetic_data(load_config("synthetic_small", common + ["data.synth_options.sway_max_m=0.8"]))
+    for bad, msg in (("data.synth_options.sway_max=1", r"unknown generator option 'sway_max' \(did you mean 'sway_max_m'"),
+                     ("data.synth_options.num_frames=9", r"data\.synth_options\.num_frames: set it with data\.synth_frames"),
+                     ("data.synth_options.sway_max_m=4", r"data\.synth_options: sway_max_m must be in")):
+        with pytest.raises(ConfigError, match=msg):
+            ensure_synthetic_data(load_config("synthetic_small", common + [bad]))

@@ -157,3 +157,48 @@ def test_no_rotation_reference_of_evaluate_pose(monkeypatch):
     pooled = loop.evaluate_pose_sequences(model, [loop.SequenceData("a", images, [], poses)] * 2)
     assert pooled["no_rotation_r_err"] == pytest.approx(out["no_rotation_r_err"])
     assert pooled["no_rotation_heading_error_deg"] == pytest.approx(30.0, abs=1e-4)
+
+
+class _PosesInOrder:
+    """A stand-in model whose PoseNet returns given transforms in call order (an oracle, or identity)."""
+
+    def __init__(self, transforms, height, width):
+        import torch
+
+        self.queue = list(transforms)
+        self.height, self.width, self.device = height, width, torch.device("cpu")
+        self.shapes = []
+
+    def evaluating(self):
+        import contextlib
+
+        return contextlib.nullcontext(self)
+
+    def relative_pose(self, a, b):
+        import torch
+
+        self.shapes.append(tuple(a.shape))
+        out = [self.queue.pop(0) for _ in range(a.shape[0])]
+        return torch.as_tensor(np.stack(out), dtype=torch.float32)
+
+
+def test_rotation_response_of_an_oracle_and_of_a_posenet_that_ignores_rotation(tmp_path):
+    from featdepth.data.synthetic import SynthConfig, render_rotation_pairs, write_sequence
+    from featdepth.evaluation.loop import evaluate_rotation_response
+
+    cfg = SynthConfig(seed=1, height=32, width=96, num_frames=12, stereo=False)
+    seq = write_sequence(tmp_path / "seq", cfg)
+    yaws = (-4.0, -1.0, 0.0, 2.0)
+    truth = render_rotation_pairs(cfg, yaws)["T_b_a"]
+    oracle = _PosesInOrder(truth, 64, 192)  # a different network size: the pairs are resized to it
+    out = evaluate_rotation_response(oracle, seq, yaws_deg=yaws)
+    assert out["slope"] == pytest.approx(1.0, abs=1e-5) and out["r"] == pytest.approx(1.0, abs=1e-6)
+    assert out["pairs"] == 5 * len(yaws) and not oracle.queue
+    assert all(s[-2:] == (64, 192) for s in oracle.shapes)
+    assert out["true_by_yaw"] == pytest.approx([-y for y in yaws], abs=1e-6)
+    assert out["predicted_by_yaw"] == pytest.approx(out["true_by_yaw"], abs=1e-4)
+    still = evaluate_rotation_response(_PosesInOrder([np.eye(4)] * len(truth), 32, 96), seq, yaws_deg=yaws)
+    assert still["slope"] == pytest.approx(0.0, abs=1e-9) and still["mae_deg"] == pytest.approx(np.mean(np.abs(yaws)), rel=1e-6)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="plain.*not a sequence written by the synthetic generator"):
+        evaluate_rotation_response(oracle, tmp_path / "plain")

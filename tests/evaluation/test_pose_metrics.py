@@ -277,3 +277,41 @@ class TestDegenerateTrajectories:
         pred = np.tile(np.eye(4), (20, 1, 1))
         with pytest.raises(ValueError, match=r"predicted trajectory is degenerate.*'scale' alignment scale is undefined"):
             align_trajectory(self._moving(), pred, "scale")
+
+
+# ---------------------------------------------------------------------------------------------
+# rotation response (is rotation learned?)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_yaw_of_a_pure_yaw_and_of_a_small_pitch():
+    from featdepth.evaluation.pose_metrics import yaw_deg
+
+    def rot_y(a):
+        c, s = math.cos(a), math.sin(a)
+        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+    assert yaw_deg(rot_y(math.radians(7.0))) == pytest.approx(7.0)
+    T = np.eye(4)
+    T[:3, :3] = rot_y(math.radians(-3.0)) @ _rodrigues(np.array([0.01, 0.0, 0.0]))  # yaw then a small pitch
+    assert yaw_deg(T) == pytest.approx(-3.0, abs=1e-9)  # the pitch leaves R[0,2] / R[2,2] unchanged
+    assert yaw_deg(np.stack([T, T])).shape == (2,)
+
+
+def test_rotation_response_against_hand_values():
+    from featdepth.evaluation.pose_metrics import rotation_response
+
+    true = np.array([-2.0, 0.0, 2.0, 4.0])
+    pred = np.array([-1.0, 0.5, 1.0, 2.5])
+    # slope = sum((t - 1)(p - 0.75)) / sum((t - 1)^2) = (5.25 + 0.25 + 0.25 + 5.25) / (9 + 1 + 1 + 9) = 0.55
+    out = rotation_response(true, pred)
+    assert out["slope"] == pytest.approx(0.55) and out["intercept"] == pytest.approx(0.75 - 0.55)
+    assert out["mae_deg"] == pytest.approx((1 + 0.5 + 1 + 1.5) / 4) and out["pairs"] == 4
+    assert out["r"] == pytest.approx(np.corrcoef(true, pred)[0, 1])
+    ignored = rotation_response(true, np.full(4, -0.03))  # a PoseNet that ignores rotation
+    assert ignored["slope"] == pytest.approx(0.0, abs=1e-12) and ignored["r"] == 0.0
+    assert rotation_response(true, true)["slope"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="two different"):
+        rotation_response(np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match="length"):
+        rotation_response(true, pred[:3])
