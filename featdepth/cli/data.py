@@ -24,19 +24,14 @@ from featdepth.cli.common import CLIError
 EXAMPLES = __doc__.split("Examples::", 1)[1]
 
 
-#: Generator options of a camera that weaves across the road and turns by up to ~1-2 degrees per frame
-#: (`--weave`; the same as `--set data.synth_options...` in training, docs/experiments.md "Is rotation learned?").
-WEAVE = {"sway_max_m": 1.5, "sway_period_range": (40.0, 60.0), "yaw_amplitude_deg": 15.0}
-
-
 def cmd_data_synth(args: argparse.Namespace) -> int:
-    from featdepth.data.synthetic import generate_dataset  # lazy: keeps `featdepth --help` fast
+    from featdepth.data.synthetic import WEAVE_OPTIONS, generate_dataset  # lazy: keeps `featdepth --help` fast
 
     try:
         paths = generate_dataset(
             Path(args.out), num_sequences=args.sequences, seed=args.seed, num_frames=args.frames,
             height=args.height, width=args.width, stereo=not args.no_stereo, progress=True,
-            **(WEAVE if args.weave else {}),
+            **(WEAVE_OPTIONS if args.weave else {}),
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from None

@@ -39,6 +39,12 @@ from featdepth.utils.constants import KITTI_NORMALIZED_K
 
 GENERATOR_VERSION = "1"
 
+#: Options of a camera that weaves across the road instead of keeping its lane: heading up to ~10 degrees,
+#: 1-2 degrees of turn per frame (the lane-keeping default turns < 0.2 degrees per frame, too little for a
+#: PoseNet to learn rotation from; docs/experiments.md, "Is rotation learned?"). `featdepth data synth
+#: --weave`, `featdepth demo --weave`, or `data.synth_options` in a config.
+WEAVE_OPTIONS = {"sway_max_m": 1.5, "sway_period_range": (40.0, 60.0), "yaw_amplitude_deg": 15.0}
+
 __all__ = [
     "SynthConfig",
     "render_sequence",
@@ -49,6 +55,7 @@ __all__ = [
     "save_poses",
     "load_poses",
     "GENERATOR_VERSION",
+    "WEAVE_OPTIONS",
 ]
 
 

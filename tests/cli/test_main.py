@@ -98,6 +98,17 @@ def test_demo_runs_the_baseline_stage(tmp_path):
     assert set(metrics["take_off"]) == {"abs_rel_ratio", "ate5_ratio", "passed"}
 
 
+def test_demo_weave_trains_on_a_turning_camera(tmp_path):
+    out = tmp_path / "demo_weave"
+    assert main(["demo", "--weave", "--out", str(out), "--steps", "1", "--device", "cpu", "--set", "train.stage=baseline",
+                 "--set", "data.synth_frames=8", "--set", "data.synth_sequences=1", "--set", "data.num_workers=0",
+                 "--set", "train.progress=false"]) == 0
+    for seq in ("seq_000", "seq_001"):  # training and held-out sequences
+        used = json.loads((out / "data" / seq / "meta.json").read_text())["config"]
+        assert used["sway_max_m"] == 1.5 and used["sway_period_range"] == [40.0, 60.0]
+    assert "rotation_response" in json.loads((out / "metrics.json").read_text())
+
+
 def test_take_off_criterion():
     from featdepth.tasks.demo import take_off
 
