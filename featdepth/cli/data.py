@@ -135,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the scenes (default: 0)")
     p.add_argument("--no-stereo", action="store_true", help="do not render the right camera")
     p.add_argument("--weave", action="store_true",
-                   help="a camera that weaves across the road and turns (up to ~10 deg heading, 1-2 deg per frame) "
+                   help="a camera that weaves across the road and turns (heading up to ~11 deg, up to ~1.2 deg per frame) "
                         "instead of staying in its lane: sequences that can show whether rotation is learned")
     p.set_defaults(func=cmd_data_synth)
 

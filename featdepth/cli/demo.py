@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="depth-stage training steps (default: the preset's)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--weave", action="store_true",
-                   help="scenes where the camera weaves across the road and turns (1-2 deg per frame) instead of "
-                        "keeping its lane (< 0.2 deg per frame, too little to learn rotation from)")
+                   help="scenes where the camera weaves across the road and turns (up to ~1.2 deg per frame) instead of "
+                        "keeping its lane (~0.13 deg per frame, too little to learn rotation from)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the demo preset")
     p.set_defaults(func=cmd_demo)

@@ -39,8 +39,8 @@ from featdepth.utils.constants import KITTI_NORMALIZED_K
 
 GENERATOR_VERSION = "1"
 
-#: Options of a camera that weaves across the road instead of keeping its lane: heading up to ~10 degrees,
-#: 1-2 degrees of turn per frame (the lane-keeping default turns < 0.2 degrees per frame, too little for a
+#: Options of a camera that weaves across the road instead of keeping its lane: heading up to ~11 degrees,
+#: up to ~1.2 degrees of turn per frame (the lane-keeping default: ~0.13 degrees, too little for a
 #: PoseNet to learn rotation from; docs/experiments.md, "Is rotation learned?"). `featdepth data synth
 #: --weave`, `featdepth demo --weave`, or `data.synth_options` in a config.
 WEAVE_OPTIONS = {"sway_max_m": 1.5, "sway_period_range": (40.0, 60.0), "yaw_amplitude_deg": 15.0}
@@ -90,7 +90,7 @@ class SynthConfig:
     that a building is a uniformly coloured wall.  ``fog_start`` is the fraction of ``max_depth`` where
     surfaces start to fade into the sky colour.  The camera sways sideways by at most ``sway_max_m``
     with a period drawn from ``sway_period_range`` (its heading follows the path, up to
-    ``yaw_amplitude_deg``); the defaults keep it in its lane, turning by < 0.2 degrees per frame.
+    ``yaw_amplitude_deg``); the defaults keep it in its lane, turning by ~0.13 degrees per frame.
     """
 
     height: int = 128

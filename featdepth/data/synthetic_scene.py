@@ -217,7 +217,7 @@ def camera_path(
     oscillates with the requested amplitude), with ``a`` at most ``sway_max_m`` (0.6 m: the car stays in
     its lane; up to 1.5 m it weaves across the road between the parked cars) and the period ``2 pi / w``
     drawn from ``sway_period_range`` (metres; a short period with a wide sway turns the camera by up to
-    ~1-2 degrees per frame: sequences that can show whether rotation is learned), pitch is
+    ~1 degree per frame: sequences that can show whether rotation is learned), pitch is
     ``B sin(2 pi s / P)`` of the arc length ``s`` (zero at frame 0), roll is zero, the camera height
     is constant.  The arc length travelled per frame is a per-sequence speed times a slow jitter,
     clipped into ``speed_range``.  Returns the poses and the mean speed.

@@ -395,7 +395,7 @@ def test_load_poses_refuses_a_block_that_is_not_a_rotation(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _headings(cfg: SynthConfig) -> np.ndarray:
+def _camera_path(cfg: SynthConfig) -> np.ndarray:
     from featdepth.data.synthetic_scene import camera_path
 
     path, _ = camera_path(np.random.default_rng(cfg.seed), cfg.num_frames, cfg.speed_range, cfg.speed_jitter,
@@ -410,20 +410,21 @@ def test_default_sway_options_leave_the_sequences_unchanged():
         cfg = SynthConfig(seed=seed, num_frames=60)
         old_call = camera_path(np.random.default_rng(seed), 60, cfg.speed_range, cfg.speed_jitter,
                                cfg.yaw_amplitude_deg, cfg.pitch_amplitude_deg)  # the signature before the options
-        np.testing.assert_array_equal(_headings(cfg), old_call[0])
+        np.testing.assert_array_equal(_camera_path(cfg), old_call[0])
 
 
 def test_a_weaving_camera_turns_more_and_keeps_clear_of_the_parked_cars():
+    from featdepth.data.synthetic import WEAVE_OPTIONS
+
     turns_default, turns_weave = [], []
     for seed in range(6):
-        for sway, period, store in ((0.6, (60.0, 140.0), turns_default), (1.5, (40.0, 60.0), turns_weave)):
-            cfg = SynthConfig(seed=seed, num_frames=80, yaw_amplitude_deg=15.0, sway_max_m=sway,
-                              sway_period_range=period)
-            path = _headings(cfg)
+        for options, store in (({}, turns_default), (WEAVE_OPTIONS, turns_weave)):
+            cfg = SynthConfig(seed=seed, num_frames=80, **options)
+            path = _camera_path(cfg)
             yaw = np.degrees(np.arctan2(path[:, 0, 2], path[:, 2, 2]))
             store.append(np.abs(np.diff(yaw)).max())
             x = path[:, 0, 3]
-            assert np.all(np.abs(x) <= 1.6 + 1e-9), (seed, sway, x.min(), x.max())  # parked cars from ~2.3 m
+            assert np.all(np.abs(x) <= 1.6 + 1e-9), (seed, options, x.min(), x.max())  # parked cars from ~2.3 m
     assert max(turns_default) < 0.4 and min(turns_weave) > 0.6, (turns_default, turns_weave)
 
 
