@@ -73,9 +73,7 @@ class RunLogger:
         if not self.enabled:
             return
         clean = {f"{prefix}{k}": float(v) for k, v in values.items()}
-        if self.writer is not None:
-            for k, v in clean.items():
-                self.writer.add_scalar(k, v, step)
+        self._tensorboard(lambda w: [w.add_scalar(k, v, step) for k, v in clean.items()])
         if self._log is not None:
             self._log.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
 
@@ -96,9 +94,30 @@ class RunLogger:
         if not self.enabled or self.writer is None:
             return
         if isinstance(image, Tensor):
-            self.writer.add_image(tag, image.detach().float().clamp(0, 1).cpu(), step)
+            picture = image.detach().float().clamp(0, 1).cpu()
+            self._tensorboard(lambda w: w.add_image(tag, picture, step))
         else:
-            self.writer.add_image(tag, np.asarray(image), step, dataformats="HWC")
+            self._tensorboard(lambda w: w.add_image(tag, np.asarray(image), step, dataformats="HWC"))
+
+    def _tensorboard(self, write: Any) -> None:
+        """Run ``write(writer)``; a failing TensorBoard writer (its folder deleted, a full disk) stops TensorBoard
+        logging with one warning instead of ending the training run (log.jsonl keeps every scalar)."""
+        if self.writer is None:
+            return
+        try:
+            write(self.writer)
+        except Exception as exc:  # noqa: BLE001 - logging must never end a training run
+            self._drop_tensorboard(exc)
+
+    def _drop_tensorboard(self, exc: BaseException) -> None:
+        writer, self.writer = self.writer, None
+        print(f"[featdepth] TensorBoard logging stopped ({type(exc).__name__}: {exc}); training goes on and "
+              f"{self.out_dir / 'log.jsonl'} keeps the scalars", file=sys.stderr)
+        self.text(f"TensorBoard logging stopped: {type(exc).__name__}: {exc}")
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 - the writer is already broken
+            pass
 
     def text(self, message: str) -> None:
         if self.enabled and self._log is not None:
@@ -122,9 +141,12 @@ class RunLogger:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-            self.writer = None
+            try:
+                self.writer.flush()
+                self.writer.close()
+                self.writer = None
+            except Exception as exc:  # noqa: BLE001 - the run's results are saved; do not fail on the log
+                self._drop_tensorboard(exc)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -58,3 +58,37 @@ def test_disabled_logger_writes_nothing(tmp_path):
     log.scalars(1, {"a": 1.0})
     log.close()
     assert not (tmp_path / "off").exists()
+
+
+def test_a_failing_tensorboard_writer_stops_tensorboard_not_the_run(tmp_path, capsys):
+    """TensorBoard's writer fails when its folder is deleted or the disk is full: the run must go on (it once ended
+    two training runs at their last steps), with one warning, and log.jsonl keeps every scalar."""
+    from featdepth.training.logging import RunLogger
+
+    class Broken:
+        closed = False
+
+        def add_scalar(self, *a, **k):
+            raise FileNotFoundError("events.out.tfevents: No such file or directory")
+
+        add_image = add_scalar
+
+        def flush(self):
+            raise FileNotFoundError("gone")
+
+        def close(self):
+            Broken.closed = True
+
+    logger = RunLogger(tmp_path, tensorboard=False)
+    logger.writer = Broken()
+    logger.scalars(1, {"loss": 0.5})
+    assert logger.writer is None and Broken.closed
+    logger.scalars(2, {"loss": 0.4})  # no writer any more: JSON lines only
+    logger.image("train/input", 2, torch.rand(3, 4, 4))
+    logger.writer = Broken()
+    logger.close()  # a writer that fails on flush at the end does not raise either
+    err = capsys.readouterr().err
+    assert err.count("TensorBoard logging stopped") == 2 and "log.jsonl keeps the scalars" in err
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in lines if "loss" in x] == [0.5, 0.4]
+    assert any("TensorBoard logging stopped" in x.get("message", "") for x in lines)
