@@ -36,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.weave:
-        from featdepth.data.synthetic import WEAVE_OPTIONS
+        from featdepth.data.synthetic import WEAVE_OPTIONS  # lazy: keeps `featdepth --help` fast
 
         overrides = [f"data.synth_options.{k}={list(v) if isinstance(v, tuple) else v}"
                      for k, v in WEAVE_OPTIONS.items()] + overrides
