@@ -61,8 +61,9 @@ class DataConfig:
     synth_val_sequences: int = 1
     synth_frames: int = 60
     synth_seed: int = 0
-    # More options of the scene generator (featdepth.data.synthetic.SynthConfig), e.g.
-    # {sway_max_m: 1.5, sway_period_range: [40, 60]} for a camera that weaves and turns (docs/usage.md).
+    # More options of the scene generator (featdepth.data.synthetic.SynthConfig), e.g. {sway_max_m: 1.5,
+    # sway_period_range: [40, 60]} for a camera that weaves and turns (featdepth.data.synthetic.WEAVE_OPTIONS;
+    # docs/experiments.md, "Is rotation learned?").
     synth_options: dict = field(default_factory=dict)
 
 
