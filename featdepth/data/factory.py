@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +15,7 @@ from torch.utils.data import Dataset
 from featdepth.config import Config, ConfigError
 from featdepth.data import synthetic
 from featdepth.data import FolderDataset, KittiOdometryDataset, KittiRawDataset
+from featdepth.data.folder import generator_meta
 from featdepth.data.splits import read_split_file
 
 
@@ -86,26 +86,23 @@ def synth_options(cfg: Config) -> dict[str, Any]:
 
 
 def _check_existing_options(root: Path, names: list[str], options: dict[str, Any]) -> None:
-    """Sequences already under ``root`` must have been generated with the requested options."""
-    defaults = dataclasses.asdict(synthetic.SynthConfig())
-    for name in names:
-        try:
-            meta = json.loads((root / name / "meta.json").read_text())
-            used = meta.get("config", {})
-        except (OSError, ValueError):
-            continue
-        for key in sorted(options):  # only what was asked for: a folder made by `featdepth data` stays usable
-            want = options.get(key, defaults.get(key))
-            have = used.get(key, defaults.get(key))
-            if isinstance(want, (list, tuple)) or isinstance(have, (list, tuple)):
-                same = want is not None and have is not None and list(map(float, want)) == list(map(float, have))
-            else:
-                same = want == have
-            if not same:
-                raise ConfigError(
-                    f"{root / name} was generated with {key}={have!r}, but data.synth_options asks for {want!r}; "
-                    f"choose another data.path or delete that folder")
-        return  # one sequence is enough: a folder is generated in one go
+    """Sequences already under ``root`` must have been generated with the requested options (the first
+    sequence is checked: a folder is generated in one go). Only the options asked for are compared, so a
+    folder made by ``featdepth data synth`` with other options stays usable without ``data.synth_options``."""
+    meta = generator_meta(root / names[0]) if names else None
+    if meta is None or not options:
+        return
+    used, defaults = meta.get("config", {}), dataclasses.asdict(synthetic.SynthConfig())
+    for key in sorted(options):
+        want, have = options[key], used.get(key, defaults.get(key))
+        if isinstance(want, (list, tuple)) or isinstance(have, (list, tuple)):
+            same = have is not None and list(map(float, want)) == list(map(float, have))
+        else:
+            same = want == have
+        if not same:
+            raise ConfigError(
+                f"{root / names[0]} was generated with {key}={have!r}, but data.synth_options asks for {want!r}; "
+                f"choose another data.path or delete that folder")
 
 
 def _folder_sequences(cfg: Config) -> tuple[list[str] | None, list[str] | None]:

@@ -67,6 +67,7 @@ class FeatDepthSystem(StageNetworks):
         )
         # auto-masking as at the end of training; the trainer switches it off before loss.automask_start_step
         self._automask_now = self.settings.automask
+        self._unmasked_settings = dataclasses.replace(self.settings, automask=False)
         self.train()
 
     # -- modes ---------------------------------------------------------------------------
@@ -241,9 +242,8 @@ class FeatDepthSystem(StageNetworks):
             target.contiguous(),
             warped,
             disps,
-            self.settings if self.automask_active() or not self.settings.automask
-            else dataclasses.replace(self.settings, automask=False),
-            sources=src_images if self.automask_active() else None,
+            self.settings if self._automask_now else self._unmasked_settings,
+            sources=src_images if self._automask_now else None,
             feature_target=feature_target,
             feature_warped=feature_warped,
         )
