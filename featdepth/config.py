@@ -63,7 +63,7 @@ class DataConfig:
     synth_seed: int = 0
     # More options of the scene generator (featdepth.data.synthetic.SynthConfig), e.g. {sway_max_m: 1.5,
     # sway_period_range: [40, 60]} for a camera that weaves and turns (featdepth.data.synthetic.WEAVE_OPTIONS;
-    # docs/experiments.md, "Is rotation learned?").
+    # docs/experiments.md, "Is rotation learned?"). Only for data.dataset=synthetic (an error otherwise).
     synth_options: dict = field(default_factory=dict)
 
 

@@ -134,6 +134,10 @@ def build_datasets(cfg: Config, stage: str | None = None, *, height: int | None 
     stage = stage or cfg.train.stage
     h, w = height or d.height, width or d.width
     frame_ids: list[Any] = [0] if stage == "featurenet" else list(d.frame_ids)
+    if d.synth_options and d.dataset != "synthetic":
+        raise ConfigError(
+            f"data.synth_options ({', '.join(sorted(map(str, d.synth_options)))}) only applies to data.dataset=synthetic, "
+            f"but data.dataset is {d.dataset!r}; remove data.synth_options")
     if d.dataset == "synthetic":
         ensure_synthetic_data(cfg)
     if d.dataset in ("synthetic", "folder"):

@@ -486,3 +486,14 @@ def test_data_synth_options_reach_the_generator_and_are_checked(tmp_path):
                      ("data.synth_options.sway_max_m=4", r"data\.synth_options: sway_max_m must be in")):
         with pytest.raises(ConfigError, match=msg):
             ensure_synthetic_data(load_config("synthetic_small", common + [bad]))
+
+
+def test_data_synth_options_on_a_non_synthetic_dataset_is_an_error(tmp_path):
+    """The generator options used to be ignored silently for folder/KITTI data; now the error names the key."""
+    from featdepth.config import ConfigError, load_config
+    from featdepth.data.factory import build_datasets
+
+    cfg = load_config("synthetic_small", [f"data.path={tmp_path}", "data.dataset=folder",
+                                          "data.synth_options.sway_max_m=1.5"])
+    with pytest.raises(ConfigError, match=r"data\.synth_options \(sway_max_m\) only applies to data\.dataset=synthetic.*'folder'"):
+        build_datasets(cfg)
