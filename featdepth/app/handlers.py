@@ -454,6 +454,7 @@ def predict_image(
     cx: Any = None,
     cy: Any = None,
     camera_height: Any = None,
+    height_from: Any = "plane",
     max_points: int = MAX_VIEW_POINTS,
 ) -> ImageResult:
     """Depth, colour map, point cloud and download files of one image.
@@ -466,26 +467,32 @@ def predict_image(
         camera_height: the camera's height above the ground in metres (optional): the depth is then scaled
             to metres from the ground plane (:meth:`~featdepth.inference.model.Model.scale_from_camera_height`).
             Where no ground plane is found, the depth stays in the model's units and a note says why.
+        height_from: how the camera's height above the fitted ground is measured: ``"plane"`` (the plane's
+            distance from the camera, any orientation; the default, empty means this) or ``"level"`` (the
+            median height of the ground points, for a camera mounted level like KITTI's); README "Level cameras".
         max_points: most points in the 3-D view.
 
     Raises:
-        AppError: a bad image, intrinsics or camera height.
+        AppError: a bad image, intrinsics, camera height or ``height_from``.
     """
     rgb = read_image(image)
     h, w = rgb.shape[:2]
     K, k_note = resolve_intrinsics(model, h, w, fx, fy, cx, cy)
     notes = [k_note]
     height = _number(camera_height, "camera height")
+    height_from = "plane" if height_from in (None, "") else height_from
+    if height_from not in ("plane", "level"):
+        raise AppError(f"the camera height is measured from 'plane' or 'level', got {height_from!r}")
     scale = None
     metric = model.depth_kind.startswith("metric")
     if height is not None and height != 0:
         if height < 0:
             raise AppError(f"the camera height must be > 0 metres (or empty), got {height:g}")
-        result = model.scale_from_camera_height(rgb, height, K=K)
+        result = model.scale_from_camera_height(rgb, height, K=K, height_from=height_from)
         if result.ok:
             scale = float(result.scale)
             metric = True
-            notes.append(f"metres from the camera height {height:g} m: ground plane under "
+            notes.append(f"metres from the camera height {height:g} m ({height_from}): ground plane under "
                          f"{100 * result.inlier_fraction:.0f}% of the lower image, "
                          f"{result.angle_from_vertical_deg:.1f}° from level; scale ×{scale:.4g}")
         else:

@@ -83,11 +83,11 @@ def build_app(state: AppState) -> Any:
             log.exception("featdepth app: %s failed", what)
             raise gr.Error(f"{what} failed: {exc}", title="Something went wrong", print_exception=False) from None
 
-    def image_result(image, fx, fy, cx, cy, camera_height):
+    def image_result(image, fx, fy, cx, cy, camera_height, height_from):
         def work():
             with state.lock:
                 return predict_image(state.model, image, state.request_dir("image"), fx=fx, fy=fy, cx=cx, cy=cy,
-                                     camera_height=camera_height)
+                                     camera_height=camera_height, height_from=height_from)
 
         result = guarded("the depth of this image", work)
         for note in result.notes:
@@ -95,12 +95,12 @@ def build_app(state: AppState) -> Any:
                 gr.Warning(note)
         return result
 
-    def run_image(image, fx, fy, cx, cy, camera_height):
-        r = image_result(image, fx, fy, cx, cy, camera_height)
+    def run_image(image, fx, fy, cx, cy, camera_height, height_from="plane"):
+        r = image_result(image, fx, fy, cx, cy, camera_height, height_from)
         return (r.image, r.colour), str(r.glb), [str(p) for p in r.downloads], r.markdown()
 
-    def api_image(image, fx, fy, cx, cy, camera_height):
-        r = image_result(image, fx, fy, cx, cy, camera_height)
+    def api_image(image, fx, fy, cx, cy, camera_height, height_from="plane"):
+        r = image_result(image, fx, fy, cx, cy, camera_height, height_from)
         return str(r.colour_png), str(r.depth_npy), str(r.ply), r.summary
 
     def run_video(upload, progress=gr.Progress(track_tqdm=True)):
@@ -137,18 +137,23 @@ def build_app(state: AppState) -> Any:
                     with gr.Accordion("Camera: intrinsics and height (optional)", open=False):
                         gr.Markdown("Intrinsics in pixels of this image: all four, or all 0 for the checkpoint's "
                                     "(else KITTI-like ones). The camera height above the ground (0: none) gives "
-                                    "depth in metres.")
+                                    "depth in metres, measured from the fitted ground plane (any camera "
+                                    "orientation) or, for a camera mounted level like KITTI's, from the "
+                                    "ground points below it (often more accurate on predicted depth).")
                         with gr.Row():
                             fx = gr.Number(label="fx", elem_id="fx", min_width=60)
                             fy = gr.Number(label="fy", elem_id="fy", min_width=60)
                             cx = gr.Number(label="cx", elem_id="cx", min_width=60)
                             cy = gr.Number(label="cy", elem_id="cy", min_width=60)
                         camera_height = gr.Number(label="camera height (m)", elem_id="camera-height")
+                        height_from = gr.Radio(["plane", "level"], value="plane", label="height measured from",
+                                               elem_id="height-from")
                     run_btn = gr.Button("Estimate depth", variant="primary", elem_id="image-run")
                     gr.Examples(
-                        examples=[[str(p), *[round(v, 2) for v in example_intrinsics(p)], EXAMPLE_CAMERA_HEIGHT]
+                        # the synthetic street camera is mounted level, as KITTI's
+                        examples=[[str(p), *[round(v, 2) for v in example_intrinsics(p)], EXAMPLE_CAMERA_HEIGHT, "level"]
                                   for p in frames],
-                        inputs=[image_in, fx, fy, cx, cy, camera_height],
+                        inputs=[image_in, fx, fy, cx, cy, camera_height, height_from],
                         label="Example frames (rendered by featdepth's own synthetic street generator)",
                     )
                 with gr.Column(scale=2):
@@ -188,7 +193,7 @@ def build_app(state: AppState) -> Any:
             api_info = gr.JSON(visible=False, label="checkpoint")
             info_btn = gr.Button(visible=False)
 
-        inputs = [image_in, fx, fy, cx, cy, camera_height]
+        inputs = [image_in, fx, fy, cx, cy, camera_height, height_from]
         run_btn.click(run_image, inputs, [slider, view, image_files, image_info], api_visibility="private")
         api_btn.click(api_image, inputs, [api_colour, api_npy, api_ply, api_summary], api_name="predict_image")
         video_btn.click(run_video, [video_in], [video_out, trajectory, video_files, video_info],

@@ -246,11 +246,16 @@ class TestPredictImage:
         plain = handlers.predict_image(model, str(frames[1]), tmp_path / "a")
         found = SimpleNamespace(ok=True, scale=2.5, inlier_fraction=0.6, angle_from_vertical_deg=1.5, reason="")
         calls = []
-        monkeypatch.setattr(model, "scale_from_camera_height", lambda im, h, K=None: calls.append((h, K)) or found)
+        monkeypatch.setattr(model, "scale_from_camera_height",
+                            lambda im, h, K=None, height_from="?": calls.append((h, K, height_from)) or found)
         metric = handlers.predict_image(model, str(frames[1]), tmp_path / "b", camera_height=1.65)
         np.testing.assert_allclose(metric.depth, plain.depth * 2.5, rtol=1e-6)
         assert metric.units == "metres" and "scale ×2.5" in metric.markdown()
-        assert calls[0][0] == 1.65 and calls[0][1].shape == (3, 3)
+        assert calls[0][0] == 1.65 and calls[0][1].shape == (3, 3) and calls[0][2] == "plane"  # the default
+        handlers.predict_image(model, str(frames[1]), tmp_path / "b2", camera_height=1.65, height_from="level")
+        assert calls[1][2] == "level"
+        with pytest.raises(AppError, match="from 'plane' or 'level', got 'sky'"):
+            handlers.predict_image(model, str(frames[1]), tmp_path / "b3", camera_height=1.65, height_from="sky")
         monkeypatch.undo()
         # the random network finds no ground plane: the depth stays relative, with the reason
         failed = handlers.predict_image(model, str(frames[1]), tmp_path / "c", camera_height=1.65)

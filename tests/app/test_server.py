@@ -58,7 +58,7 @@ def test_bad_files_are_plain_errors_and_the_server_keeps_serving(client, example
     with pytest.raises(AppError, match="missing: cy"):
         client.predict(handle_file(str(frame)), 300, 300, 200, None, None, api_name="/predict_image")
     # still serving: a good request after the bad ones
-    _, npy, _, summary = client.predict(handle_file(str(frame)), 371.2, 368.64, 320, 96, None,
+    _, npy, _, summary = client.predict(handle_file(str(frame)), 371.2, 368.64, 320, 96, None, "level",
                                         api_name="/predict_image")
     assert np.load(npy).shape == (192, 640) and summary["intrinsics_px"] == [371.2, 368.64, 320.0, 96.0]
     assert app_server.proc.poll() is None
