@@ -88,6 +88,10 @@ class ModelConfig:
     # Start PoseNet's last convolution at zero: an untrained PoseNet predicts the identity motion for every pair
     # (false = PyTorch's random initialisation, as the paper). See docs/method.md, "Pose output scale".
     pose_zero_init: bool = False
+    # Training only: the disparity sigmoid's backward uses max(sigmoid'(z), this) so that a head saturated at
+    # the far limit (the infinite-depth collapse) still gets gradient; outputs unchanged. 0 = the paper.
+    # docs/method.md, "Disparity sigmoid gradient floor".
+    disp_grad_floor: float = 0.0
     feature_layers: int = 50
     feature_weights: str | None = None
     feature_level: int = 0
@@ -509,6 +513,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"model.pose_output_scale must be > 0, got {m.pose_output_scale}")
     if m.pose_rotation_scale is not None and not m.pose_rotation_scale > 0:
         raise ConfigError(f"model.pose_rotation_scale must be > 0 or null, got {m.pose_rotation_scale}")
+    if not 0.0 <= m.disp_grad_floor <= 0.25:
+        raise ConfigError(f"model.disp_grad_floor must be in [0, 0.25] (the sigmoid's largest slope), got {m.disp_grad_floor}")
     if not 0 <= m.feature_level <= 4:
         raise ConfigError(f"model.feature_level must be in 0..4, got {m.feature_level}")
     if lo.frozen_bn not in ("eval", "train"):

@@ -8,7 +8,7 @@ Submodule names of :class:`FeatDepthDecoder` follow the official ``DepthDecoder`
 official checkpoint maps by replacing the prefix ``DepthDecoder.`` with ``decoder.`` (in DepthNet):
 ``reduce1..reduce4`` (:class:`Conv1x1`), ``iconv1..iconv4`` / ``merge1..merge4`` (:class:`Conv3x3`),
 ``crp1..crp4`` (``nn.Sequential`` holding one :class:`CRPBlock`, hence ``crp2.0.1_pointwise.conv.weight``),
-and the disparity heads ``disp4..disp1`` (``nn.Sequential(Conv3x3, Sigmoid)``), where ``disp{s+1}``
+and the disparity heads ``disp4..disp1`` (``nn.Sequential(Conv3x3, DispSigmoid)``), where ``disp{s+1}``
 produces output scale ``s`` (``disp4`` -> scale 3 at H/16, …, ``disp1`` -> scale 0 at H/2).
 """
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featdepth.models.layers import Conv1x1, Conv3x3, ConvBlock, CRPBlock, upsample
+from featdepth.models.layers import Conv1x1, Conv3x3, ConvBlock, CRPBlock, DispSigmoid, disp_sigmoid, upsample
 
 __all__ = ["FeatDepthDecoder", "MonoDepth2Decoder", "DECODERS"]
 
@@ -47,6 +47,7 @@ class FeatDepthDecoder(nn.Module):
         num_ch_enc: channels of ``f0..f4`` (``f0`` is not used).
         bottleneck: width of the decoder (256 in the paper).
         dropout: dropout probability applied to ``f4`` and ``f3`` (active in training mode only).
+        sigmoid_grad_floor: see :func:`~featdepth.models.layers.disp_sigmoid` (0: the paper's sigmoid).
 
     Per level ``k`` = 4..1 (``x5`` and ``d5`` absent at level 4)::
 
@@ -62,7 +63,8 @@ class FeatDepthDecoder(nn.Module):
 
     scale_strides: dict[int, int] = {0: 2, 1: 4, 2: 8, 3: 16}
 
-    def __init__(self, num_ch_enc: Sequence[int], bottleneck: int = 256, dropout: float = 0.5, crp_stages: int = 4) -> None:
+    def __init__(self, num_ch_enc: Sequence[int], bottleneck: int = 256, dropout: float = 0.5, crp_stages: int = 4,
+                 sigmoid_grad_floor: float = 0.0) -> None:
         super().__init__()
         self.num_ch_enc = _check_num_ch_enc(num_ch_enc)
         self.scale_strides = dict(FeatDepthDecoder.scale_strides)
@@ -85,7 +87,7 @@ class FeatDepthDecoder(nn.Module):
         for k in (4, 3, 2, 1):
             self.add_module(f"merge{k}", Conv3x3(b, b))
         for k in (4, 3, 2, 1):
-            self.add_module(f"disp{k}", nn.Sequential(Conv3x3(b, 1), nn.Sigmoid()))
+            self.add_module(f"disp{k}", nn.Sequential(Conv3x3(b, 1), DispSigmoid(sigmoid_grad_floor)))
 
     def forward(self, features: Sequence[Tensor]) -> dict[int, Tensor]:
         _check_features(features, self.num_ch_enc, "FeatDepthDecoder")
@@ -117,6 +119,7 @@ class MonoDepth2Decoder(nn.Module):
         num_ch_enc: channels of ``f0..f4``.
         scales: output scales (subset of 0..3).
         use_skips: concatenate encoder features after each upsampling.
+        sigmoid_grad_floor: see :func:`~featdepth.models.layers.disp_sigmoid` (0: the plain sigmoid).
 
     For level ``i`` = 4..0: ``x = upconv{i}_0(x)`` (ConvBlock to ``num_ch_dec[i]``, with
     ``num_ch_dec = (16, 32, 64, 128, 256)``), ``x = up(x)``, concatenate ``f_{i-1}`` (if ``use_skips``
@@ -127,13 +130,15 @@ class MonoDepth2Decoder(nn.Module):
     Output: ``{0: (B,1,H,W), 1: (B,1,H/2,W/2), 2: (B,1,H/4,W/4), 3: (B,1,H/8,W/8)}`` (the requested scales).
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2, 3), use_skips: bool = True) -> None:
+    def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2, 3), use_skips: bool = True,
+                 sigmoid_grad_floor: float = 0.0) -> None:
         super().__init__()
         self.num_ch_enc = _check_num_ch_enc(num_ch_enc)
         self.scales = tuple(sorted(int(s) for s in scales))
         if not self.scales or any(s not in (0, 1, 2, 3) for s in self.scales):
             raise ValueError(f"scales must be a non-empty subset of (0, 1, 2, 3), got {tuple(scales)}")
         self.use_skips = bool(use_skips)
+        self.sigmoid_grad_floor = float(sigmoid_grad_floor)
         self.num_ch_dec = (16, 32, 64, 128, 256)
         self.scale_strides: dict[int, int] = {s: 2**s for s in self.scales}
 
@@ -155,7 +160,7 @@ class MonoDepth2Decoder(nn.Module):
                 x = torch.cat((x, features[i - 1]), dim=1)
             x = getattr(self, f"upconv{i}_1")(x)
             if i in self.scales:
-                outputs[i] = torch.sigmoid(getattr(self, f"dispconv{i}")(x))
+                outputs[i] = disp_sigmoid(getattr(self, f"dispconv{i}")(x), self.sigmoid_grad_floor)
         return {s: outputs[s] for s in sorted(outputs)}
 
 

@@ -23,6 +23,8 @@ class DepthNet(nn.Module):
         num_layers: ResNet depth of the encoder (18, 34, 50, 101; the paper uses 50).
         decoder: ``"featdepth"`` (CRP decoder, scales at H/2..H/16) or ``"monodepth2"`` (H..H/8).
         weights: encoder init: ``None``, ``"imagenet"`` or a local torchvision state-dict path.
+        sigmoid_grad_floor: training-only floor on the disparity sigmoid's derivative
+            (:func:`~featdepth.models.layers.disp_sigmoid`; 0, the default, is the paper's sigmoid).
 
     Input: ``image`` ``(B,3,H,W)`` in ``[0,1]``; H and W must be multiples of 32 and at least 64
     (``ValueError`` naming the value otherwise). It is normalised with ``(x - 0.45) / 0.225`` inside.
@@ -32,13 +34,14 @@ class DepthNet(nn.Module):
     Convert with :func:`featdepth.models.layers.disp_to_depth`.
     """
 
-    def __init__(self, num_layers: int = 50, decoder: str = "featdepth", weights: WeightsSpec = None) -> None:
+    def __init__(self, num_layers: int = 50, decoder: str = "featdepth", weights: WeightsSpec = None,
+                 sigmoid_grad_floor: float = 0.0) -> None:
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"unknown depth decoder {decoder!r}; choices are: {', '.join(DECODERS)}")
         self.decoder_name = decoder
         self.encoder = build_encoder(num_layers, num_input_images=1, weights=weights)
-        self.decoder = DECODERS[decoder](self.encoder.num_ch_enc)
+        self.decoder = DECODERS[decoder](self.encoder.num_ch_enc, sigmoid_grad_floor=sigmoid_grad_floor)
 
     @property
     def scale_strides(self) -> dict[int, int]:

@@ -27,6 +27,8 @@ __all__ = [
     "Conv1x1",
     "ConvBlock",
     "CRPBlock",
+    "DispSigmoid",
+    "disp_sigmoid",
     "upsample",
 ]
 
@@ -190,6 +192,46 @@ class CRPBlock(nn.Module):
             top = getattr(self, f"{i + 1}_pointwise")(self.maxpool(top))
             x = x + top
         return x
+
+
+class _SigmoidGradFloor(torch.autograd.Function):
+    """``sigmoid(z)`` whose backward uses ``max(sigmoid'(z), floor)`` instead of ``sigmoid'(z)``."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, floor: float) -> Tensor:  # type: ignore[override]
+        s = torch.sigmoid(z)
+        ctx.save_for_backward(s)
+        ctx.floor = floor
+        return s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (s,) = ctx.saved_tensors
+        return grad * (s * (1.0 - s)).clamp_min(ctx.floor), None
+
+
+def disp_sigmoid(z: Tensor, grad_floor: float = 0.0) -> Tensor:
+    """The disparity heads' sigmoid. Same shape as ``z``; the output is exactly ``torch.sigmoid(z)``.
+
+    With ``grad_floor > 0`` and ``z`` requiring grad (training), the backward pass uses
+    ``max(sigmoid'(z), grad_floor)``: a saturated head (``sigmoid'(z) ~ 0``, e.g. the whole image at the far
+    limit) still receives the loss gradient and can come back. ``0`` (the default) is the paper's sigmoid.
+    See docs/method.md, "Disparity sigmoid gradient floor".
+    """
+    if grad_floor > 0 and z.requires_grad:
+        return _SigmoidGradFloor.apply(z, float(grad_floor))
+    return torch.sigmoid(z)
+
+
+class DispSigmoid(nn.Module):
+    """Module form of :func:`disp_sigmoid` (no parameters, so state dicts are unchanged)."""
+
+    def __init__(self, grad_floor: float = 0.0) -> None:
+        super().__init__()
+        self.grad_floor = float(grad_floor)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return disp_sigmoid(z, self.grad_floor)
 
 
 def upsample(x: Tensor, scale_factor: int = 2) -> Tensor:

@@ -42,7 +42,8 @@ class StageNetworks(nn.Module):
         self.pose_net: PoseNet | None = None
         self.feature_net: FeatureNet | None = None
         if self.stage != "featurenet":
-            self.depth_net = DepthNet(num_layers=m.depth_layers, decoder=m.depth_decoder, weights=m.depth_weights)
+            self.depth_net = DepthNet(num_layers=m.depth_layers, decoder=m.depth_decoder, weights=m.depth_weights,
+                                      sigmoid_grad_floor=m.disp_grad_floor)
             if self.temporal_frames:
                 size = tuple(m.pose_input_size) if m.pose_input_size else None
                 self.pose_net = PoseNet(num_layers=m.pose_layers, input_size=size, weights=m.pose_weights,
