@@ -52,6 +52,8 @@ __all__ = [
     "export_depth_onnx",
     "export_pose_onnx",
     "onnx_cache_dir",
+    "cache_limit_bytes",
+    "prune_cache",
     "onnx_export_module",
     "onnxruntime_missing",
     "resolve_backend",
@@ -371,6 +373,59 @@ def onnx_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "featdepth" / "onnx"
 
 
+#: Default size limit of the graph cache (``$FEATDEPTH_CACHE_MAX_MB`` changes it; 0 = no limit).
+DEFAULT_CACHE_MAX_MB = 2048
+
+
+def cache_limit_bytes() -> int | None:
+    """The cache's size limit in bytes from ``$FEATDEPTH_CACHE_MAX_MB`` (default :data:`DEFAULT_CACHE_MAX_MB`);
+    ``None`` for no limit (the variable set to 0).
+
+    Raises:
+        ValueError: the variable is not a whole number >= 0 (the message names it).
+    """
+    raw = os.environ.get("FEATDEPTH_CACHE_MAX_MB", "").strip()
+    try:
+        mb = int(raw) if raw else DEFAULT_CACHE_MAX_MB
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise ValueError(f"FEATDEPTH_CACHE_MAX_MB must be a whole number of megabytes >= 0 (0: no limit), got {raw!r}")
+    return mb * 1024 * 1024 if mb else None
+
+
+def prune_cache(folder: str | os.PathLike, limit_bytes: int | None, keep: tuple[Path, ...] = ()) -> list[Path]:
+    """Delete the least recently used ``*.onnx`` graphs in ``folder`` until the rest fit in ``limit_bytes``.
+
+    "Used" is the file's modification time (a graph read from the cache is touched). Files in ``keep`` (the
+    graphs this process runs) are never deleted, even if they alone exceed the limit. Returns the deleted
+    paths; files that vanish or cannot be deleted meanwhile (another process) are skipped.
+    """
+    if limit_bytes is None:
+        return []
+    keep_set = {Path(k).resolve() for k in keep}
+    entries = []
+    for path in Path(folder).glob("*.onnx"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, path))
+    entries.sort(key=lambda e: e[0], reverse=True)  # newest first
+    total, deleted = 0, []
+    for _, size, path in entries:
+        total += size
+        if total <= limit_bytes or path.resolve() in keep_set:
+            continue
+        try:
+            path.unlink()
+            deleted.append(path)
+            total -= size
+        except OSError:
+            pass
+    return deleted
+
+
 def state_sha256(module: nn.Module) -> str:
     """SHA-256 of a module's state dict (names, dtypes, shapes and bytes; independent of the memory format)."""
     h = hashlib.sha256()
@@ -400,11 +455,18 @@ class OnnxRuntimeEngine:
     Args:
         model: the :class:`~featdepth.inference.model.Model` (CPU) whose ``depth_net`` / ``pose_net`` to export.
         cache_dir: default :func:`onnx_cache_dir` (read when the first graph is needed).
+
+    After each export the least recently used graphs are deleted while the folder holds more than
+    ``$FEATDEPTH_CACHE_MAX_MB`` (default :data:`DEFAULT_CACHE_MAX_MB`; 0: no limit); see :func:`prune_cache`.
+
+    Raises:
+        ValueError: ``$FEATDEPTH_CACHE_MAX_MB`` is not a whole number >= 0.
     """
 
     def __init__(self, model: Any, cache_dir: str | os.PathLike | None = None) -> None:
         self.model = model
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_limit = cache_limit_bytes()
         self.opset = DEFAULT_OPSET
         self._graphs: dict[str, _Graph] = {}
         self._lock = threading.Lock()
@@ -455,12 +517,16 @@ class OnnxRuntimeEngine:
                     graph = _Graph(self._session(str(path)), path, exported=False)
                 except Exception:  # noqa: BLE001 - a damaged cache file: export again
                     path.unlink(missing_ok=True)
+                else:
+                    with contextlib.suppress(OSError):  # recently used: the last to be pruned
+                        os.utime(path)
             if graph is None:
                 with torch.inference_mode(False), torch.enable_grad():
                     try:
                         folder.mkdir(parents=True, exist_ok=True)
                         export(self.model, path, opset=self.opset, factor=1.0, batches=(1, 2))
                         graph = _Graph(self._session(str(path)), path, exported=True)
+                        prune_cache(folder, self.cache_limit, keep=(path, *(g.path for g in self._graphs.values() if g.path)))
                     except OSError:  # the cache folder is not writable: keep the graph in memory only
                         with tempfile.TemporaryDirectory() as tmp:
                             tmp_path = Path(tmp) / path.name

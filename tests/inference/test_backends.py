@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -144,6 +145,43 @@ def test_second_load_reuses_the_disk_cache(onnx_model, ckpt, images, monkeypatch
     again.predict_pose(images[0], images[1])
     assert not calls
     assert {k: g.exported for k, g in again._engine._graphs.items()} == {"depth": False, "pose": False}
+
+
+@needs_ort
+def test_reading_a_cached_graph_marks_it_recently_used(onnx_model, ckpt, images, cache_dir):
+    onnx_model.predict_depth(images)
+    (depth_file,) = cache_dir.glob("depth-*.onnx")
+    os.utime(depth_file, (1_000_000, 1_000_000))  # long unused
+    featdepth.load(ckpt, device="cpu", backend="onnxruntime").predict_depth(images)
+    assert depth_file.stat().st_mtime > 1_000_000 + 86_400
+
+
+def test_prune_cache_deletes_the_least_recently_used_beyond_the_limit(tmp_path):
+    files = []
+    for i in range(5):  # 100 bytes each, file 0 the oldest
+        f = tmp_path / f"depth-{i}.onnx"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1_000_000 + i, 1_000_000 + i))
+        files.append(f)
+    (tmp_path / "notes.txt").write_bytes(b"y" * 1000)  # not a graph: never touched
+    deleted = backends.prune_cache(tmp_path, 250, keep=(files[0],))
+    assert sorted(deleted) == sorted(files[1:3])  # the newest two fit; file 0 is in use by this process
+    assert [f.exists() for f in files] == [True, False, False, True, True] and (tmp_path / "notes.txt").exists()
+    assert backends.prune_cache(tmp_path, None) == []  # no limit
+    assert backends.prune_cache(tmp_path, 10_000) == []  # everything fits
+
+
+def test_cache_limit_from_the_environment(monkeypatch):
+    monkeypatch.delenv("FEATDEPTH_CACHE_MAX_MB", raising=False)
+    assert backends.cache_limit_bytes() == backends.DEFAULT_CACHE_MAX_MB * 1024 * 1024
+    monkeypatch.setenv("FEATDEPTH_CACHE_MAX_MB", "300")
+    assert backends.cache_limit_bytes() == 300 * 1024 * 1024
+    monkeypatch.setenv("FEATDEPTH_CACHE_MAX_MB", "0")
+    assert backends.cache_limit_bytes() is None
+    for bad in ("-5", "lots", "1.5"):
+        monkeypatch.setenv("FEATDEPTH_CACHE_MAX_MB", bad)
+        with pytest.raises(ValueError, match=f"FEATDEPTH_CACHE_MAX_MB must be a whole number.*got '{re.escape(bad)}'"):
+            backends.cache_limit_bytes()
 
 
 @needs_ort
