@@ -24,6 +24,20 @@ def test_forward_is_the_sigmoid_and_backward_floors_its_slope():
     assert z.grad[3] == pytest.approx(0.5 * 0.25) and z.grad[0] == pytest.approx(floor) and z.grad[5] == pytest.approx(4 * floor)
 
 
+def test_backward_is_bit_identical_to_the_sigmoid_where_the_floor_is_not_hit():
+    """So a run whose disparities never saturate trains exactly as without the option."""
+    z = (torch.randn(4, 1, 64, 96, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_()
+    g = torch.randn(4, 1, 64, 96, generator=torch.Generator().manual_seed(1))
+    disp_sigmoid(z, 1e-4).backward(g)
+    plain = z.detach().clone().requires_grad_()
+    torch.sigmoid(plain).backward(g)
+    s = torch.sigmoid(z.detach())
+    hit = (1 - s) * s < 1e-4
+    assert 0 < int(hit.sum()) < hit.numel()  # both cases present
+    assert torch.equal(z.grad[~hit], plain.grad[~hit])
+    assert torch.equal(z.grad[hit], g[hit] * 1e-4)
+
+
 def test_zero_floor_and_no_grad_are_the_plain_sigmoid():
     z = torch.linspace(-50, 50, 101, requires_grad=True)
     disp_sigmoid(z, 0.0).sum().backward()
