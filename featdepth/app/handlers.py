@@ -38,6 +38,7 @@ from PIL import Image
 from featdepth.data.io import load_image
 from featdepth.data.synthetic import GENERATOR_VERSION, SynthConfig, render_sequence
 from featdepth.evaluation.plots import colorize_disparity
+from featdepth.geometry.scale_recovery import HEIGHT_FROM
 from featdepth.inference.loading import load
 from featdepth.inference.model import Model
 from featdepth.inference.pointcloud import depth_to_points, ply_bytes
@@ -481,7 +482,7 @@ def predict_image(
     notes = [k_note]
     height = _number(camera_height, "camera height")
     height_from = "plane" if height_from in (None, "") else height_from
-    if height_from not in ("plane", "level"):
+    if height_from not in HEIGHT_FROM:
         raise AppError(f"the camera height is measured from 'plane' or 'level', got {height_from!r}")
     scale = None
     metric = model.depth_kind.startswith("metric")

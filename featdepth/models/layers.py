@@ -208,8 +208,9 @@ class _SigmoidGradFloor(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (s,) = ctx.saved_tensors
         # grad * (1 - s) * s in that order: bit-identical to torch.sigmoid's backward where the floor is not hit
-        plain = grad * (1.0 - s) * s
-        return torch.where((1.0 - s) * s < ctx.floor, grad * ctx.floor, plain), None
+        one_minus = 1.0 - s
+        plain = grad * one_minus * s
+        return torch.where(one_minus * s < ctx.floor, grad * ctx.floor, plain), None
 
 
 def disp_sigmoid(z: Tensor, grad_floor: float = 0.0) -> Tensor:
