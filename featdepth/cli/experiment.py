@@ -4,7 +4,7 @@
 
     featdepth experiment run    --out DIR [--preset cpu|gpu|tiny|decide|decide_gpu] [--seeds 0 1] [--variants baseline fm_dis_cvt ...]
                                 [--steps N] [--feature-steps N] [--real-steps N] [--device cpu|cuda|auto]
-                                [--set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
+                                [--set key=value ...] [--real-set key=value ...] [--no-real] [--no-landscape] [--shared-data DIR] [--dry-run]
     featdepth experiment report DIR      (re-write DIR/report.md from DIR/results.json)
     featdepth experiment presets         (list the presets with their estimated time)
 
@@ -13,6 +13,7 @@ Examples::
     featdepth experiment run --out runs/ablation --preset tiny --dry-run
     featdepth experiment run --out runs/decide --preset decide
     featdepth experiment run --out runs/ablation --preset cpu --seeds 0 1 --variants baseline fm_dis_cvt
+    featdepth experiment run --out runs/real_floor --preset decide --no-synthetic --real-set model.disp_grad_floor=1e-4
     featdepth experiment report runs/ablation
     featdepth experiment report runs/ablation_gpu
     featdepth experiment presets
@@ -68,7 +69,8 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
                   f"depth steps (+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
-    run_experiment(args.out, args.preset, budget, options, overrides=args.overrides, command=command)
+    run_experiment(args.out, args.preset, budget, options, overrides=args.overrides, real_overrides=args.real_overrides,
+                   command=command)
     print(f"{args.out}/report.md")
     return 0
 
@@ -121,6 +123,8 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the preset's, auto)")
     p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every synthetic run (repeatable)")
+    p.add_argument("--real-set", dest="real_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every real-data run, after the real-clip recipe (repeatable)")
     p.add_argument("--no-real", action="store_true", help="skip the real KITTI clips")
     p.add_argument("--no-landscape", action="store_true", help="skip the loss landscape and FeatureNet statistics")
     p.add_argument("--shared-data", help="folder holding kitti_raw_tiny and kitti_odom_06_tiny (default: ../shared/data)")

@@ -199,7 +199,10 @@ def get_preset(name: str) -> ExperimentPreset:
 #: 0.32 s (two-stage FeatDepth): 3-7 % slower than this calibration, within the spread between sessions.
 CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.15, "baseline": 0.29, "depth": 0.30, "joint": 0.46}
 #: FeatureNet steps with the discriminative/convergent terms (their feature gradients) cost more than the
-#: reconstruction alone: 0.19-0.22 s against 0.156 s in the same `decide` run.
+#: reconstruction alone: 0.19-0.22 s against 0.156 s in the same `decide` run. Not confirmed by the second
+#: `decide` run (2026-11-30; median step 0.158 s rec, partly shared, 0.152 s rec+dis+cvt, 0.144 s at 1e-1:
+#: the rec stage computes both terms for its log too). Kept, because with 1.0 the whole estimate of that run
+#: (83.7 min against ~85 undisturbed) would have been 1.5 min further under.
 DIS_CVT_FEATURENET_FACTOR = 1.25
 _REF_PIXELS = 64 * 192 * 4
 #: Share of a 64x192 batch-4 step that does not grow with pixels x batch (per-layer overheads, the

@@ -234,8 +234,11 @@ def odometry_ate(model: Model, odom_root: Path, height: int, width: int, *, name
 
 
 def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str | Path | None = None,
-             device: str = "auto", slim: bool = True) -> dict[str, Any]:
+             device: str = "auto", slim: bool = True, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train the real-data variants of ``preset.real`` on each source and evaluate them.
+
+    ``overrides``: config ``key=value`` overrides applied to every real-data run (FeatureNets included),
+    after the recipe of :func:`real_overrides`, so they win over it.
 
     Layout: ``out_dir/work`` (split files, symlinked odometry folder), ``out_dir/<source>/featurenets/...``,
     ``out_dir/<source>/runs/<variant>/seed<k>/`` (config.yaml, log.jsonl, result.json).
@@ -255,11 +258,12 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
     images, gts, raw_K = load_raw_eval(shared / "kitti_raw_tiny", r.height, r.width, with_intrinsics=True)
     odom_root = build_odom_folder(work, shared / "kitti_odom_06_tiny") if (shared / "kitti_odom_06_tiny").is_dir() else None
     results: dict[str, Any] = {"preset": {k: getattr(r, k) for k in r.__dataclass_fields__}, "shared_data": str(shared),
-                               "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
+                               "overrides": list(overrides), "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
 
     # untrained reference (a random network: close to a constant prediction after median scaling)
     seed_everything(r.seeds[0])
-    cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + ["train.stage=baseline"])
+    cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + list(overrides)
+                      + ["train.stage=baseline"])
     nets0 = StageNetworks(cfg0, stage="baseline").to(dev).eval()
     results["untrained"] = evaluate_raw_depth(Model.from_networks(nets0.depth_net, nets0.pose_net, cfg0, stage="baseline",
                                                                   source="untrained"), images, gts)
@@ -273,14 +277,14 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
         settings = sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index)
         fn_ckpt: dict[tuple[str, int], str] = {}
         for seed in r.seeds:
-            base = real_overrides(source, shared, work, preset, seed)
+            base = real_overrides(source, shared, work, preset, seed) + list(overrides)
             fn_seed = featurenet_seed_for(r.seeds, r.featurenet_seeds, seed)
             for setting in settings:
                 if (setting, fn_seed) in fn_ckpt:
                     continue
                 d = out / source / "featurenets" / setting / f"seed{fn_seed}"
                 log(f"real[{source}] FeatureNet '{setting}' seed {fn_seed} -> {d}")
-                fn_base = real_overrides(source, shared, work, preset, fn_seed)
+                fn_base = real_overrides(source, shared, work, preset, fn_seed) + list(overrides)
                 fn_ckpt[(setting, fn_seed)] = train_featurenet(fn_base, setting, d, slim=slim)["checkpoint"]
                 results.setdefault("featurenets", {}).setdefault(source, {}).setdefault(setting, {})[str(fn_seed)] = {
                     "checkpoint": fn_ckpt[(setting, fn_seed)], "curve": featurenet_curve(d / "log.jsonl")}

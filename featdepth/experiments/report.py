@@ -171,6 +171,8 @@ def _setup_section(results: Mapping[str, Any]) -> list[str]:
         ("synthetic data", f"{p.get('synth_sequences')} training + {p.get('synth_val_sequences')} held-out sequences × "
                            f"{p.get('synth_frames')} frames (`data/`)"),
         ("extra overrides", ", ".join(results.get("overrides", [])) or "none"),
+        *([("extra overrides of the real-data runs", ", ".join(results["real_overrides"]))]
+          if results.get("real_overrides") else []),
         ("estimated time", _fmt_duration(results.get("estimate_seconds", {}).get("total"))),
         ("wall time", _fmt_duration(results.get("wall_seconds"))),
     ]

@@ -291,6 +291,7 @@ def run_experiment(
     options: RunOptions | None = None,
     *,
     overrides: Sequence[str] = (),
+    real_overrides: Sequence[str] = (),
     command: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and analyse every variant; write ``results.json`` and ``report.md`` in ``out_dir``.
@@ -306,6 +307,8 @@ def run_experiment(
             checkpoints are kept (:class:`RunOptions`); ``None``: everything, default data folder, slim
             checkpoints.
         overrides: config ``key=value`` overrides applied to every synthetic run.
+        real_overrides: config ``key=value`` overrides applied to every real-data run (after the real-clip
+            recipe of :func:`featdepth.experiments.realdata.real_overrides`); checked before anything runs.
         command: the command line, recorded in the report.
 
     Returns:
@@ -317,6 +320,8 @@ def run_experiment(
     opts = options if options is not None else RunOptions()
     real, synthetic, keep_full_checkpoints = opts.real, opts.synthetic, opts.keep_full_checkpoints
     p = configure_preset(preset, budget)  # raises when there is nothing to run
+    if real_overrides:
+        load_config("synthetic_small", list(real_overrides))  # a bad key or value fails now, not after the synthetic part
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,6 +344,7 @@ def run_experiment(
         "command": command,
         "estimate_seconds": est,
         "overrides": list(overrides),
+        "real_overrides": list(real_overrides),
         "device": str(dev),
         "torch": torch.__version__,
         "variants": {v.name: asdict(v) for v in variant_objs},
@@ -415,7 +421,7 @@ def run_experiment(
 
         try:
             results["real"] = realdata.run_real(p, out / "real", shared_data=opts.shared_data, device=str(p.device),
-                                                slim=not keep_full_checkpoints)
+                                                slim=not keep_full_checkpoints, overrides=real_overrides)
         except realdata.RealDataMissing as exc:
             results["real"] = {"skipped": str(exc)}
             log(f"real data skipped: {exc}")

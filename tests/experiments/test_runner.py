@@ -318,7 +318,7 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
     argv = ["experiment", "run", "--out", str(tmp_path), "--preset", "tiny", "--seeds", "3", "4", "--variants", "baseline",
             "--steps", "5", "--feature-steps", "6", "--real-steps", "7", "--real-feature-steps", "8", "--real-sources", "odom",
             "--real-seeds", "9", "--real-size", "64", "128", "--device", "cpu", "--set", "a=1", "-s", "b=2",
-            "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
+            "--real-set", "c=3", "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
             "--featurenet-seeds", "0", "2"]
     assert main(argv) == 0
     (args, kwargs), = calls
@@ -327,7 +327,7 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
                                     real_feature_steps=8, real_sources=["odom"], real_seeds=[9], real_size=[64, 128],
                                     device="cpu", featurenet_seeds=[0, 2]),
                     RunOptions(synthetic=False, real=False, landscape=False, shared_data="/data", keep_full_checkpoints=True))
-    assert kwargs["overrides"] == ["a=1", "b=2"]
+    assert kwargs["overrides"] == ["a=1", "b=2"] and kwargs["real_overrides"] == ["c=3"]
     assert capsys.readouterr().out.strip() == f"{tmp_path}/report.md"
     # without options: nothing overridden, everything runs
     calls.clear()
@@ -426,3 +426,37 @@ def test_runner_tiny_budget(tmp_path):
     for fig in ("landscape.png", "region_abs_rel.png", "region_sq_rel.png", "pca_0.png"):
         assert (out / "figures" / fig).stat().st_size > 1000, fig
     assert {"rec", "intensity"} <= set(results["analysis"]["feature_stats"])
+
+
+def test_real_overrides_reach_every_real_run(shared_data, tmp_path):
+    """`--real-set`: the overrides reach the real-data FeatureNet and depth runs (after the real-clip recipe,
+    so they win over it) and are recorded; the synthetic `--set` overrides do not reach them."""
+    from featdepth.experiments.presets import RealPreset
+
+    preset = get_preset("tiny")
+    preset.real = RealPreset(height=64, width=192, batch_size=1, depth_steps=1, feature_steps=1,
+                             variants=["baseline", "fm_dis_cvt"], sources=["raw"], num_workers=0)
+    out = tmp_path / "exp"
+    results = run_experiment(out, preset, None, RunOptions(synthetic=False, landscape=False, shared_data=str(shared_data)),
+                             overrides=["loss.smoothness_weight=0.5"],
+                             real_overrides=["model.disp_grad_floor=1e-4", "model.pose_output_scale=0.05"])
+    assert results["real_overrides"] == ["model.disp_grad_floor=1e-4", "model.pose_output_scale=0.05"]
+    assert results["real"]["overrides"] == results["real_overrides"]
+    configs = sorted((out / "real" / "raw").rglob("config.yaml"))
+    assert len(configs) == 3  # the fm_dis_cvt FeatureNet, baseline, fm_dis_cvt
+    for path in configs:
+        text = path.read_text()
+        assert "disp_grad_floor: 0.0001" in text, path
+        assert "pose_output_scale: 0.05" in text, path  # the recipe's 0.01 is overridden
+        assert "smoothness_weight: 0.5" not in text, path
+    assert "extra overrides of the real-data runs | model.disp_grad_floor=1e-4" in (out / "report.md").read_text()
+
+
+def test_bad_real_override_fails_before_anything_runs(tmp_path):
+    from featdepth.config import ConfigError
+
+    out = tmp_path / "exp"
+    with pytest.raises(ConfigError, match="no_such_key"):
+        run_experiment(out, "tiny", None, RunOptions(synthetic=False, landscape=False),
+                       real_overrides=["model.no_such_key=1"])
+    assert not out.exists()
