@@ -49,6 +49,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     budget = BudgetOverrides(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
                              real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
                              real_sources=args.real_sources, real_seeds=args.real_seeds, real_size=args.real_size,
+                             real_variants=args.real_variants,
                              device=args.device, featurenet_seeds=_featurenet_seeds(args.featurenet_seeds))
     options = RunOptions(synthetic=not args.no_synthetic, real=not args.no_real, landscape=not args.no_landscape,
                          shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
@@ -63,7 +64,9 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         print(f"preset {p.name}: {len(p.variants)} variants ({', '.join(p.variants)}) x {len(p.seeds)} seeds, "
               f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps; {fn}{sweep}), {p.height}x{p.width}, "
               f"batch {p.batch_size}")
-        if options.real and p.real is not None:
+        if options.real and p.real is not None and not p.real.variants:
+            print("real data: skipped, none of its variants is among --variants (choose them with --real-variants)")
+        elif options.real and p.real is not None:
             r = p.real
             print(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x {len(r.seeds)} seeds, {r.depth_steps} "
                   f"depth steps (+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
@@ -116,6 +119,8 @@ def register(sub: Any) -> None:
     p.add_argument("--featurenet-seeds", nargs="+", metavar="SEED",
                    help="train the synthetic FeatureNets for these seeds only and share them across the depth runs; "
                         "'each' trains one per seed (default: the preset's)")
+    p.add_argument("--real-variants", nargs="+",
+                   help="variants of the real-data runs (default: the preset's, restricted to --variants when given)")
     p.add_argument("--real-seeds", type=int, nargs="+", help="seeds of the real-data runs (default: the first of --seeds)")
     p.add_argument("--real-size", type=int, nargs=2, metavar=("H", "W"),
                    help="resolution of the real-data runs, multiples of 32 (default: the preset's)")

@@ -156,12 +156,14 @@ class BudgetOverrides:
 
     Attributes:
         seeds: seeds of the synthetic runs (and, without ``real_seeds``, of the real-data runs).
-        variants: names of :data:`VARIANTS`.
+        variants: names of :data:`VARIANTS`; they also restrict the real-data part to those of its variants
+            that are among them (unless ``real_variants`` is given).
         steps: depth/pose training steps per synthetic run.
         feature_steps: FeatureNet stage steps of the synthetic runs.
         real_steps, real_feature_steps: the same for the real-data runs.
         real_sources: real clips to train on, ``raw`` and/or ``odom``.
         real_seeds: seeds of the real-data runs.
+        real_variants: variants of the real-data runs (names of :data:`VARIANTS`).
         real_size: ``(H, W)`` of the real-data runs, multiples of 32.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         featurenet_seeds: train the synthetic FeatureNets for these seeds only and share them across the
@@ -179,10 +181,11 @@ class BudgetOverrides:
     real_size: Sequence[int] | None = None
     device: str | None = None
     featurenet_seeds: Sequence[int] | str | None = None
+    real_variants: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         # sequences become tuples, so that a frozen instance is really immutable
-        for name in ("seeds", "variants", "real_sources", "real_seeds", "real_size"):
+        for name in ("seeds", "variants", "real_sources", "real_seeds", "real_size", "real_variants"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
@@ -216,7 +219,9 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
     """A copy of ``preset`` with the budget overrides of ``budget`` (``None`` fields keep the preset's value).
 
     Without ``budget.real_seeds`` the real-data part uses the first seeds of ``budget.seeds`` (as many as
-    the preset's real part has). ``budget.real_size`` is ``(H, W)`` of the real-data runs, multiples of 32.
+    the preset's real part has). Without ``budget.real_variants`` it runs those of its variants that are in
+    ``budget.variants`` (all of them without ``budget.variants``); when none is, it has no variants and is
+    skipped. ``budget.real_size`` is ``(H, W)`` of the real-data runs, multiples of 32.
 
     Raises:
         ValueError: unknown variants or real-data sources, a bad size, or nothing to run.
@@ -225,10 +230,11 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
     p = get_preset(preset) if isinstance(preset, str) else copy.deepcopy(preset)
     if b.seeds is not None:
         p.seeds = [int(s) for s in b.seeds]
-    if b.variants is not None:
-        unknown = [v for v in b.variants if v not in VARIANTS]
+    for given in (b.variants, b.real_variants):
+        unknown = [v for v in given or () if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    if b.variants is not None:
         p.variants = list(dict.fromkeys(b.variants))
     if b.steps is not None:
         p.depth_steps = int(b.steps)
@@ -253,6 +259,10 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
             p.real.feature_steps = int(b.real_feature_steps)
         if b.real_seeds is not None:
             p.real.seeds = [int(x) for x in b.real_seeds]
+        if b.real_variants is not None:
+            p.real.variants = list(dict.fromkeys(b.real_variants))
+        elif b.variants is not None:
+            p.real.variants = [v for v in p.real.variants if v in b.variants]
         if b.real_size is not None:
             h, w = (int(x) for x in b.real_size)
             if h < 32 or w < 32 or h % 32 or w % 32:
@@ -320,6 +330,12 @@ def run_experiment(
     opts = options if options is not None else RunOptions()
     real, synthetic, keep_full_checkpoints = opts.real, opts.synthetic, opts.keep_full_checkpoints
     p = configure_preset(preset, budget)  # raises when there is nothing to run
+    real_part = real and p.real is not None and bool(p.real.variants)
+    if not synthetic and not real_part:
+        raise ValueError("nothing to run: the synthetic part is skipped and "
+                         + ("so is the real-data part" if not real or p.real is None else
+                            "none of the real-data part's variants is among the variants chosen (choose them "
+                            "with --real-variants)"))
     if real_overrides:
         load_config("synthetic_small", list(real_overrides))  # a bad key or value fails now, not after the synthetic part
 
@@ -331,7 +347,9 @@ def run_experiment(
     if synthetic:
         log(f"preset {p.name}: {len(p.variants)} variants x {len(p.seeds)} seeds, {p.depth_steps} depth steps "
              f"(+{p.feature_steps} FeatureNet steps per shared FeatureNet), {p.height}x{p.width}, batch {p.batch_size}")
-    if real and p.real is not None:
+    if real and p.real is not None and not real_part:
+        log("real data: skipped, none of its variants is among the variants chosen (choose them with --real-variants)")
+    if real_part:
         r = p.real
         log(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x seeds {r.seeds}, {r.depth_steps} depth steps "
              f"(+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
@@ -417,7 +435,7 @@ def run_experiment(
             write_json(out / "results.json", results)
 
     # real data -----------------------------------------------------------------------------
-    if real and p.real is not None:
+    if real_part:
 
         try:
             results["real"] = realdata.run_real(p, out / "real", shared_data=opts.shared_data, device=str(p.device),

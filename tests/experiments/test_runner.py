@@ -295,6 +295,24 @@ def test_configure_preset_overrides():
         configure_preset("cpu", BudgetOverrides(featurenet_seeds="some"))
 
 
+def test_real_variants_follow_variants_unless_given(tmp_path):
+    """--variants restricts the real-data part to its variants among them; --real-variants sets them."""
+    assert get_preset("decide").real.variants == ["baseline", "fm_dis_cvt"]
+    assert configure_preset("decide", BudgetOverrides(variants=["baseline", "fm_rec"])).real.variants == ["baseline"]
+    assert configure_preset("decide", BudgetOverrides(variants=["fm_rec"])).real.variants == []
+    assert configure_preset("decide").real.variants == ["baseline", "fm_dis_cvt"]
+    p = configure_preset("decide", BudgetOverrides(variants=["fm_rec"], real_variants=["fm_rec", "baseline", "fm_rec"]))
+    assert (p.variants, p.real.variants) == (["fm_rec"], ["fm_rec", "baseline"])
+    with pytest.raises(ValueError, match=r"unknown variants \['nope'\]"):
+        configure_preset("decide", BudgetOverrides(real_variants=["nope"]))
+    # nothing left to run: stopped before the output folder is made
+    with pytest.raises(ValueError, match="--real-variants"):
+        run_experiment(tmp_path / "a", "decide", BudgetOverrides(variants=["fm_rec"]), RunOptions(synthetic=False))
+    with pytest.raises(ValueError, match="so is the real-data part"):
+        run_experiment(tmp_path / "a", "decide", None, RunOptions(synthetic=False, real=False))
+    assert not (tmp_path / "a").exists()
+
+
 def test_budget_and_options_are_frozen():
     seeds = [1, 2]
     budget = BudgetOverrides(seeds=seeds, real_size=[96, 320])
@@ -318,14 +336,14 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
     argv = ["experiment", "run", "--out", str(tmp_path), "--preset", "tiny", "--seeds", "3", "4", "--variants", "baseline",
             "--steps", "5", "--feature-steps", "6", "--real-steps", "7", "--real-feature-steps", "8", "--real-sources", "odom",
             "--real-seeds", "9", "--real-size", "64", "128", "--device", "cpu", "--set", "a=1", "-s", "b=2",
-            "--real-set", "c=3", "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
+            "--real-set", "c=3", "--real-variants", "fm_rec", "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
             "--featurenet-seeds", "0", "2"]
     assert main(argv) == 0
     (args, kwargs), = calls
     assert args == (str(tmp_path), "tiny",
                     BudgetOverrides(seeds=[3, 4], variants=["baseline"], steps=5, feature_steps=6, real_steps=7,
                                     real_feature_steps=8, real_sources=["odom"], real_seeds=[9], real_size=[64, 128],
-                                    device="cpu", featurenet_seeds=[0, 2]),
+                                    device="cpu", featurenet_seeds=[0, 2], real_variants=["fm_rec"]),
                     RunOptions(synthetic=False, real=False, landscape=False, shared_data="/data", keep_full_checkpoints=True))
     assert kwargs["overrides"] == ["a=1", "b=2"] and kwargs["real_overrides"] == ["c=3"]
     assert capsys.readouterr().out.strip() == f"{tmp_path}/report.md"
