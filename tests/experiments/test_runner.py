@@ -457,17 +457,17 @@ def test_real_overrides_reach_every_real_run(shared_data, tmp_path):
     out = tmp_path / "exp"
     results = run_experiment(out, preset, None, RunOptions(synthetic=False, landscape=False, shared_data=str(shared_data)),
                              overrides=["loss.smoothness_weight=0.5"],
-                             real_overrides=["model.disp_grad_floor=1e-4", "model.pose_output_scale=0.05"])
-    assert results["real_overrides"] == ["model.disp_grad_floor=1e-4", "model.pose_output_scale=0.05"]
+                             real_overrides=["model.disp_grad_floor=1e-3", "model.pose_output_scale=0.05"])
+    assert results["real_overrides"] == ["model.disp_grad_floor=1e-3", "model.pose_output_scale=0.05"]
     assert results["real"]["overrides"] == results["real_overrides"]
     configs = sorted((out / "real" / "raw").rglob("config.yaml"))
     assert len(configs) == 3  # the fm_dis_cvt FeatureNet, baseline, fm_dis_cvt
     for path in configs:
         text = path.read_text()
-        assert "disp_grad_floor: 0.0001" in text, path
+        assert "disp_grad_floor: 0.001" in text, path  # the recipe's 0 is overridden
         assert "pose_output_scale: 0.05" in text, path  # the recipe's 0.01 is overridden
         assert "smoothness_weight: 0.5" not in text, path
-    assert "extra overrides of the real-data runs | model.disp_grad_floor=1e-4" in (out / "report.md").read_text()
+    assert "extra overrides of the real-data runs | model.disp_grad_floor=1e-3" in (out / "report.md").read_text()
 
 
 def test_bad_real_override_fails_before_anything_runs(tmp_path):

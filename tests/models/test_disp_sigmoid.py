@@ -78,3 +78,11 @@ def test_config_key_reaches_the_network_and_is_checked():
     assert nets.depth_net.decoder.sigmoid_grad_floor == 0.01
     with pytest.raises(ConfigError, match=r"model\.disp_grad_floor must be in \[0, 0\.25\].*got 0\.5"):
         load_config("demo", ["model.disp_grad_floor=0.5"])
+
+
+def test_floor_is_the_synthetic_presets_default_not_the_papers():
+    """1e-4 in synthetic_small and what builds on it (demo, own_video); 0 (the paper's sigmoid) elsewhere."""
+    for name in ("synthetic_small", "demo", "own_video", "synthetic_baseline"):
+        assert load_config(name).model.disp_grad_floor == 1e-4, name
+    for name in ("kitti_featdepth_m", "kitti_baseline_m", "monodepth2_baseline"):
+        assert load_config(name).model.disp_grad_floor == 0.0, name
