@@ -49,7 +49,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
     budget = BudgetOverrides(seeds=args.seeds, variants=args.variants, steps=args.steps, feature_steps=args.feature_steps,
                              real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
                              real_sources=args.real_sources, real_seeds=args.real_seeds, real_size=args.real_size,
-                             real_variants=args.real_variants,
+                             real_variants=args.real_variants, real_recipe=args.real_recipe,
                              device=args.device, featurenet_seeds=_featurenet_seeds(args.featurenet_seeds))
     options = RunOptions(synthetic=not args.no_synthetic, real=not args.no_real, landscape=not args.no_landscape,
                          shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
@@ -121,6 +121,10 @@ def register(sub: Any) -> None:
                         "'each' trains one per seed (default: the preset's)")
     p.add_argument("--real-variants", nargs="+",
                    help="variants of the real-data runs (default: the preset's, restricted to --variants when given)")
+    p.add_argument("--real-recipe", choices=["paper", "robust"],
+                   help="recipe of the real-data runs: paper (PoseNet output scale 0.01, auto-masking from step 0) "
+                        "or robust (the synthetic presets' 0.1, auto-masking from step 200, gradient floor 1e-4; "
+                        "what own_video uses); default: the preset's")
     p.add_argument("--real-seeds", type=int, nargs="+", help="seeds of the real-data runs (default: the first of --seeds)")
     p.add_argument("--real-size", type=int, nargs=2, metavar=("H", "W"),
                    help="resolution of the real-data runs, multiples of 32 (default: the preset's)")

@@ -73,6 +73,10 @@ class RealPreset:
     num_workers: int = 1
     #: train FeatureNets for these seeds only and share them (see ExperimentPreset.featurenet_seeds)
     featurenet_seeds: list[int] | None = None
+    #: ``paper``: PoseNet output scale 0.01, auto-masking from the first step, no disparity gradient floor (the
+    #: recipe of the real-clip results before 2026-11-30). ``robust``: synthetic_small's (0.1, from step 200,
+    #: floor 1e-4), the recipe `own_video` trains users' videos with. See realdata.real_overrides.
+    recipe: str = "paper"
 
 
 @dataclass

@@ -159,12 +159,17 @@ def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPres
         data = ["data.dataset=folder", f"data.path={root}", f"data.train_sequences=[{names}]", "data.val_sequences=null"]
     else:
         raise ValueError(f"unknown real-data source {source!r} (raw | odom)")
-    # The real-clip recipe keeps the paper's pose output scale (0.01), auto-masking from the first step and the
-    # plain sigmoid backward: synthetic_small's 0.1, automask_start_step 200 and disp_grad_floor 1e-4 (the
-    # fixes of the synthetic stuck state, docs/experiments.md) are not the recipe the real-clip results were
-    # measured with. Try them with `--real-set`.
-    return data + ["data.frame_ids=[0,-1,1]", "model.pose_output_scale=0.01", "loss.automask_start_step=0",
-                   "model.disp_grad_floor=0"] + common_overrides(
+    # Recipe "paper" (the default): the paper's pose output scale (0.01), auto-masking from the first step and the
+    # plain sigmoid backward, the recipe the earlier real-clip results were measured with. "robust": keep
+    # synthetic_small's 0.1, automask_start_step 200 and disp_grad_floor 1e-4 (the fixes of the synthetic stuck
+    # state, docs/experiments.md), as `own_video` does.
+    if r.recipe == "paper":
+        recipe = ["model.pose_output_scale=0.01", "loss.automask_start_step=0", "model.disp_grad_floor=0"]
+    elif r.recipe == "robust":
+        recipe = []
+    else:
+        raise ValueError(f"unknown real-data recipe {r.recipe!r} (paper | robust)")
+    return data + ["data.frame_ids=[0,-1,1]"] + recipe + common_overrides(
         height=r.height, width=r.width, batch_size=r.batch_size, depth_steps=r.depth_steps,
         feature_steps=r.feature_steps, seed=seed, lr=1e-4, warmup_iters=0, layers=preset.layers,
         num_workers=r.num_workers, device=preset.device, val_max_images=preset.val_max_images)

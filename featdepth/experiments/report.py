@@ -399,7 +399,11 @@ def _real_section(real: Mapping[str, Any], p: Mapping[str, Any]) -> list[str]:
     md.append(f"Training at {rp.get('height')}×{rp.get('width')}, batch {rp.get('batch_size')}, "
               f"{rp.get('depth_steps')} depth/pose steps (+{rp.get('feature_steps')} FeatureNet steps for the "
               f"two-stage variant), seeds {rp.get('seeds')}, lr 1e-4 constant, ResNet-{p.get('layers')} random "
-              "init. Depth: the 7 frames of `kitti_raw_tiny` against the projected lidar, Eigen protocol "
+              "init."
+              + {"paper": " Recipe: the paper's (PoseNet output scale 0.01, auto-masking from the first step).",
+                 "robust": " Recipe: the synthetic presets' robust one (PoseNet output scale 0.1, auto-masking from "
+                           "step 200, disparity gradient floor 1e-4)."}.get(rp.get("recipe"), "")
+              + " Depth: the 7 frames of `kitti_raw_tiny` against the projected lidar, Eigen protocol "
               "(Garg crop, 1e-3 < gt < 80, per-image median scaling). Frames 1–5 of the raw clip are training "
               "targets: **the clips are tiny; this measures whether the pipeline learns real geometry at this "
               "budget, not generalisation**. Models trained on the greyscale odometry clip are evaluated on "

@@ -164,6 +164,7 @@ class BudgetOverrides:
         real_sources: real clips to train on, ``raw`` and/or ``odom``.
         real_seeds: seeds of the real-data runs.
         real_variants: variants of the real-data runs (names of :data:`VARIANTS`).
+        real_recipe: ``paper`` or ``robust`` (``RealPreset.recipe``).
         real_size: ``(H, W)`` of the real-data runs, multiples of 32.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         featurenet_seeds: train the synthetic FeatureNets for these seeds only and share them across the
@@ -182,6 +183,7 @@ class BudgetOverrides:
     device: str | None = None
     featurenet_seeds: Sequence[int] | str | None = None
     real_variants: Sequence[str] | None = None
+    real_recipe: str | None = None
 
     def __post_init__(self) -> None:
         # sequences become tuples, so that a frozen instance is really immutable
@@ -259,6 +261,10 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
             p.real.feature_steps = int(b.real_feature_steps)
         if b.real_seeds is not None:
             p.real.seeds = [int(x) for x in b.real_seeds]
+        if b.real_recipe is not None:
+            p.real.recipe = b.real_recipe
+        if p.real.recipe not in ("paper", "robust"):
+            raise ValueError(f"unknown real-data recipe {p.real.recipe!r}; choose paper or robust")
         if b.real_variants is not None:
             p.real.variants = list(dict.fromkeys(b.real_variants))
         elif b.variants is not None:

@@ -336,14 +336,15 @@ def test_cli_run_passes_budget_and_options(monkeypatch, capsys, tmp_path):
     argv = ["experiment", "run", "--out", str(tmp_path), "--preset", "tiny", "--seeds", "3", "4", "--variants", "baseline",
             "--steps", "5", "--feature-steps", "6", "--real-steps", "7", "--real-feature-steps", "8", "--real-sources", "odom",
             "--real-seeds", "9", "--real-size", "64", "128", "--device", "cpu", "--set", "a=1", "-s", "b=2",
-            "--real-set", "c=3", "--real-variants", "fm_rec", "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
+            "--real-set", "c=3", "--real-variants", "fm_rec", "--real-recipe", "robust", "--no-real", "--no-landscape", "--shared-data", "/data", "--keep-checkpoints", "--no-synthetic",
             "--featurenet-seeds", "0", "2"]
     assert main(argv) == 0
     (args, kwargs), = calls
     assert args == (str(tmp_path), "tiny",
                     BudgetOverrides(seeds=[3, 4], variants=["baseline"], steps=5, feature_steps=6, real_steps=7,
                                     real_feature_steps=8, real_sources=["odom"], real_seeds=[9], real_size=[64, 128],
-                                    device="cpu", featurenet_seeds=[0, 2], real_variants=["fm_rec"]),
+                                    device="cpu", featurenet_seeds=[0, 2], real_variants=["fm_rec"],
+                                    real_recipe="robust"),
                     RunOptions(synthetic=False, real=False, landscape=False, shared_data="/data", keep_full_checkpoints=True))
     assert kwargs["overrides"] == ["a=1", "b=2"] and kwargs["real_overrides"] == ["c=3"]
     assert capsys.readouterr().out.strip() == f"{tmp_path}/report.md"
@@ -478,3 +479,22 @@ def test_bad_real_override_fails_before_anything_runs(tmp_path):
         run_experiment(out, "tiny", None, RunOptions(synthetic=False, landscape=False),
                        real_overrides=["model.no_such_key=1"])
     assert not out.exists()
+
+
+def test_real_recipes(shared_data, tmp_path):
+    """paper: PoseNet output scale 0.01, auto-masking from step 0, no floor; robust: synthetic_small's values."""
+    from featdepth.config import load_config
+    from featdepth.experiments import realdata
+
+    base = load_config("synthetic_small")
+    p = configure_preset("decide", BudgetOverrides(real_recipe="paper"))
+    paper = load_config("synthetic_small", realdata.real_overrides("raw", shared_data, tmp_path, p, 0))
+    assert (paper.model.pose_output_scale, paper.loss.automask_start_step, paper.model.disp_grad_floor) == (0.01, 0, 0.0)
+    p = configure_preset("decide", BudgetOverrides(real_recipe="robust"))
+    robust = load_config("synthetic_small", realdata.real_overrides("raw", shared_data, tmp_path, p, 0))
+    assert (robust.model.pose_output_scale, robust.loss.automask_start_step, robust.model.disp_grad_floor) == (
+        base.model.pose_output_scale, base.loss.automask_start_step, base.model.disp_grad_floor) == (0.1, 200, 1e-4)
+    # everything else is the same
+    assert paper.optim == robust.optim and paper.data == robust.data
+    with pytest.raises(ValueError, match="unknown real-data recipe 'nope'"):
+        configure_preset("decide", BudgetOverrides(real_recipe="nope"))
