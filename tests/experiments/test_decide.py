@@ -22,6 +22,9 @@ def test_decide_presets_budget():
     assert d.variants == ["baseline", "fm_rec", "fm_dis_cvt"] and len(set(d.seeds)) >= 8
     assert d.real is not None and len(set(d.real.seeds)) >= 4 and "raw" in d.real.sources
     assert d.real.variants[0] == "baseline" and "fm_dis_cvt" in d.real.variants
+    # the comparison runs with the robust recipe on the real clip too; the older presets keep the paper's
+    assert d.real.recipe == get_preset("decide_gpu").real.recipe == "robust"
+    assert get_preset("cpu").real.recipe == get_preset("gpu").real.recipe == "paper"
     est = estimate_seconds(d, device="cpu")
     assert est["total"] <= 85 * 60  # sized for 90 minutes on 2 CPU cores, with a margin
     assert est["total"] > 60 * 60  # and it uses the time it has
