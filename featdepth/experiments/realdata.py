@@ -51,6 +51,7 @@ __all__ = [
     "write_raw_split",
     "read_odom_intrinsics",
     "build_odom_folder",
+    "REAL_RECIPES",
     "real_overrides",
     "load_raw_eval",
     "evaluate_raw_depth",
@@ -143,6 +144,14 @@ def build_odom_folder(work: str | Path, odom_src: str | Path, name: str = "odom0
     return root
 
 
+#: Config overrides of each real-data recipe (``RealPreset.recipe``) on top of ``synthetic_small``: ``paper`` pins
+#: the paper's values, ``robust`` keeps synthetic_small's.
+REAL_RECIPES: dict[str, list[str]] = {
+    "paper": ["model.pose_output_scale=0.01", "loss.automask_start_step=0", "model.disp_grad_floor=0"],
+    "robust": [],
+}
+
+
 def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPreset, seed: int) -> list[str]:
     """Config overrides of a real-data run (data source, budget, seed)."""
     r = preset.real
@@ -163,13 +172,9 @@ def real_overrides(source: str, shared: Path, work: Path, preset: ExperimentPres
     # plain sigmoid backward, the recipe the earlier real-clip results were measured with. "robust": keep
     # synthetic_small's 0.1, automask_start_step 200 and disp_grad_floor 1e-4 (the fixes of the synthetic stuck
     # state, docs/experiments.md), as `own_video` does.
-    if r.recipe == "paper":
-        recipe = ["model.pose_output_scale=0.01", "loss.automask_start_step=0", "model.disp_grad_floor=0"]
-    elif r.recipe == "robust":
-        recipe = []
-    else:
-        raise ValueError(f"unknown real-data recipe {r.recipe!r} (paper | robust)")
-    return data + ["data.frame_ids=[0,-1,1]"] + recipe + common_overrides(
+    if r.recipe not in REAL_RECIPES:
+        raise ValueError(f"unknown real-data recipe {r.recipe!r}; choose {' or '.join(REAL_RECIPES)}")
+    return data + ["data.frame_ids=[0,-1,1]"] + REAL_RECIPES[r.recipe] + common_overrides(
         height=r.height, width=r.width, batch_size=r.batch_size, depth_steps=r.depth_steps,
         feature_steps=r.feature_steps, seed=seed, lr=1e-4, warmup_iters=0, layers=preset.layers,
         num_workers=r.num_workers, device=preset.device, val_max_images=preset.val_max_images)
@@ -264,12 +269,13 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
     dev = resolve_device(device)
     images, gts, raw_K = load_raw_eval(shared / "kitti_raw_tiny", r.height, r.width, with_intrinsics=True)
     odom_root = build_odom_folder(work, shared / "kitti_odom_06_tiny") if (shared / "kitti_odom_06_tiny").is_dir() else None
+    extra = list(overrides)
     results: dict[str, Any] = {"preset": {k: getattr(r, k) for k in r.__dataclass_fields__}, "shared_data": str(shared),
-                               "overrides": list(overrides), "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
+                               "overrides": extra, "runs": [], "monodepth2_reference": MONODEPTH2_REFERENCE}
 
     # untrained reference (a random network: close to a constant prediction after median scaling)
     seed_everything(r.seeds[0])
-    cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + list(overrides)
+    cfg0 = load_config("synthetic_small", real_overrides("raw", shared, work, preset, r.seeds[0]) + extra
                       + ["train.stage=baseline"])
     nets0 = StageNetworks(cfg0, stage="baseline").to(dev).eval()
     results["untrained"] = evaluate_raw_depth(Model.from_networks(nets0.depth_net, nets0.pose_net, cfg0, stage="baseline",
@@ -284,14 +290,14 @@ def run_real(preset: ExperimentPreset, out_dir: str | Path, *, shared_data: str 
         settings = sorted({v.featurenet for v in variants if v.featurenet}, key=list(FEATURENET_SETTINGS).index)
         fn_ckpt: dict[tuple[str, int], str] = {}
         for seed in r.seeds:
-            base = real_overrides(source, shared, work, preset, seed) + list(overrides)
+            base = real_overrides(source, shared, work, preset, seed) + extra
             fn_seed = featurenet_seed_for(r.seeds, r.featurenet_seeds, seed)
             for setting in settings:
                 if (setting, fn_seed) in fn_ckpt:
                     continue
                 d = out / source / "featurenets" / setting / f"seed{fn_seed}"
                 log(f"real[{source}] FeatureNet '{setting}' seed {fn_seed} -> {d}")
-                fn_base = real_overrides(source, shared, work, preset, fn_seed) + list(overrides)
+                fn_base = real_overrides(source, shared, work, preset, fn_seed) + extra
                 fn_ckpt[(setting, fn_seed)] = train_featurenet(fn_base, setting, d, slim=slim)["checkpoint"]
                 results.setdefault("featurenets", {}).setdefault(source, {}).setdefault(setting, {})[str(fn_seed)] = {
                     "checkpoint": fn_ckpt[(setting, fn_seed)], "curve": featurenet_curve(d / "log.jsonl")}

@@ -263,8 +263,8 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
             p.real.seeds = [int(x) for x in b.real_seeds]
         if b.real_recipe is not None:
             p.real.recipe = b.real_recipe
-        if p.real.recipe not in ("paper", "robust"):
-            raise ValueError(f"unknown real-data recipe {p.real.recipe!r}; choose paper or robust")
+        if p.real.recipe not in realdata.REAL_RECIPES:
+            raise ValueError(f"unknown real-data recipe {p.real.recipe!r}; choose {' or '.join(realdata.REAL_RECIPES)}")
         if b.real_variants is not None:
             p.real.variants = list(dict.fromkeys(b.real_variants))
         elif b.variants is not None:
