@@ -13,7 +13,7 @@ Examples::
     featdepth experiment run --out runs/ablation --preset tiny --dry-run
     featdepth experiment run --out runs/decide --preset decide
     featdepth experiment run --out runs/ablation --preset cpu --seeds 0 1 --variants baseline fm_dis_cvt
-    featdepth experiment run --out runs/real_floor --preset decide --no-synthetic --real-set model.disp_grad_floor=1e-4
+    featdepth experiment run --out runs/real_paper --preset decide --no-synthetic --real-recipe paper --real-set optim.lr=2e-4
     featdepth experiment report runs/ablation
     featdepth experiment report runs/ablation_gpu
     featdepth experiment presets
@@ -61,15 +61,22 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
         fn = ("one FeatureNet per seed" if p.featurenet_seeds is None
               else f"FeatureNets of seed(s) {p.featurenet_seeds} shared by all seeds")
         sweep = f"; weight sweep: {', '.join(p.sweep_featurenets)}" if p.sweep_featurenets else ""
-        print(f"preset {p.name}: {len(p.variants)} variants ({', '.join(p.variants)}) x {len(p.seeds)} seeds, "
-              f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps; {fn}{sweep}), {p.height}x{p.width}, "
-              f"batch {p.batch_size}")
+        if options.synthetic:
+            print(f"preset {p.name}: {len(p.variants)} variants ({', '.join(p.variants)}) x {len(p.seeds)} seeds, "
+                  f"{p.depth_steps} depth steps (+{p.feature_steps} FeatureNet steps; {fn}{sweep}), "
+                  f"{p.height}x{p.width}, batch {p.batch_size}"
+                  + (f"; overrides: {' '.join(args.overrides)}" if args.overrides else ""))
+        else:
+            print(f"preset {p.name}: synthetic part skipped (--no-synthetic)")
         if options.real and p.real is not None and not p.real.variants:
             print("real data: skipped, none of its variants is among --variants (choose them with --real-variants)")
         elif options.real and p.real is not None:
             r = p.real
             print(f"real data ({', '.join(r.sources)}): {', '.join(r.variants)} x {len(r.seeds)} seeds, {r.depth_steps} "
-                  f"depth steps (+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}")
+                  f"depth steps (+{r.feature_steps} FeatureNet steps), {r.height}x{r.width}, batch {r.batch_size}, "
+                  f"recipe {r.recipe}" + (f"; overrides: {' '.join(args.real_overrides)}" if args.real_overrides else ""))
+        else:
+            print("real data: skipped" + (" (--no-real)" if not options.real else ""))
         return 0
     command = "featdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and sys.argv[0] else None
     run_experiment(args.out, args.preset, budget, options, overrides=args.overrides, real_overrides=args.real_overrides,

@@ -160,8 +160,10 @@ PRESETS: dict[str, ExperimentPreset] = {
     # measured in the 2026-11-29 run and dropped for time) for the landscape and statistics. Sized to
     # estimate_seconds <= 85 min on 2 quiet CPU cores (after the recalibration on its first run, which took
     # about 92 idle minutes with the 1e-2 FeatureNet and 240 real steps). Run as it is on 2026-11-30: 88.8 min
-    # wall, ~4 min of it lost to other jobs (docs/experiments.md, "Second run of `decide`"). Both recorded runs
-    # predate synthetic_small's model.disp_grad_floor=1e-4 (`--set model.disp_grad_floor=0` reproduces them).
+    # wall, ~4 min of it lost to other jobs (docs/experiments.md, "Second run of `decide`"); that run and the
+    # first predate synthetic_small's model.disp_grad_floor=1e-4 (`--set model.disp_grad_floor=0` reproduces
+    # them). The third run, the preset exactly as below on the otherwise idle machine: 81.1 min
+    # (docs/experiments.md, "Third run of `decide`").
     "decide": ExperimentPreset(
         name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=1200,
         seeds=[0, 1, 2, 3, 4, 5, 6, 7], variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=6,

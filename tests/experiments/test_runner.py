@@ -363,7 +363,18 @@ def test_cli_dry_run(capsys):
     from featdepth.cli import main
 
     assert main(["experiment", "run", "--out", "unused", "--preset", "cpu", "--dry-run"]) == 0
-    assert "estimated" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "estimated" in out and "recipe paper" in out
+    # the plan says what is skipped, and names the real recipe and the overrides it will use
+    assert main(["experiment", "run", "--out", "unused", "--preset", "decide", "--dry-run", "--no-synthetic",
+                 "--real-recipe", "paper", "--real-set", "optim.lr=2e-4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "synthetic part skipped" in lines[1]
+    assert "recipe paper" in lines[2] and "overrides: optim.lr=2e-4" in lines[2]
+    assert main(["experiment", "run", "--out", "unused", "--preset", "decide", "--dry-run", "--no-real",
+                 "--set", "train.amp=bf16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "overrides: train.amp=bf16" in lines[1] and lines[2] == "real data: skipped (--no-real)"
 
 
 # ------------------------------------------------------------------------------------------ real-data helpers
