@@ -98,8 +98,12 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
     final = load(ckpt_path, device=dev, backend="eager")  # the same path as the untrained model and validation
     _log("evaluating the trained model")
     final_eval = _evaluate(final, cfg, val_names)
-    _log("measuring the rotation response (pairs with known turns in the held-out scene)")
-    rotation = evaluate_rotation_response(final, Path(cfg.data.path) / val_names[0])
+    if final.has_pose:
+        _log("measuring the rotation response (pairs with known turns in the held-out scene)")
+        rotation = evaluate_rotation_response(final, Path(cfg.data.path) / val_names[0])
+    else:  # stereo only (data.frame_ids [0, s]): no PoseNet was trained, so no pose metrics
+        _log(f"no PoseNet (training frames {list(cfg.data.frame_ids)}): depth metrics only")
+        rotation = None
     shutil.copyfile(ckpt_path, out / "checkpoint.pt")
     export_weights(ckpt_path, out / "checkpoint.safetensors")  # the same weights, safe to share (README)
 
@@ -134,6 +138,7 @@ def run_demo(out_dir: str | Path = "demo-output", steps: int | None = None, devi
         "seconds": time.perf_counter() - t0,
         "steps": {"featurenet": summary.get("featurenet", {}).get("steps"), cfg.train.stage: summary.get("steps")},
         "stage": cfg.train.stage,
+        "has_pose": final.has_pose,
         "seed": cfg.train.seed,
         "device": str(dev),
     }
@@ -151,8 +156,11 @@ TAKE_OFF_ATE_RATIO = 0.7
 def take_off(metrics: dict[str, Any]) -> dict[str, Any]:
     """Whether a demo run learned: final/initial abs_rel <= 0.6 and final ATE5 <= 0.7 x the zero-motion ATE5.
 
+    A stereo-only model (``metrics["has_pose"]`` false: no PoseNet was trained) is judged on the depth ratio
+    alone.
+
     Args:
-        metrics: the content of ``metrics.json`` (``initial``, ``final``, ``zero_motion``).
+        metrics: the content of ``metrics.json`` (``initial``, ``final``, ``zero_motion``, ``has_pose``).
 
     Returns:
         ``{"abs_rel_ratio", "ate5_ratio", "passed"}`` (ratios ``None`` where a value is missing; then not passed).
@@ -161,8 +169,8 @@ def take_off(metrics: dict[str, Any]) -> dict[str, Any]:
     zero, ate = metrics["zero_motion"].get("ate5"), metrics["final"].get("ate5")
     depth = fin / ini if ini and fin is not None else None
     pose = ate / zero if zero and ate is not None else None
-    passed = (depth is not None and depth <= TAKE_OFF_ABS_REL_RATIO
-              and pose is not None and pose <= TAKE_OFF_ATE_RATIO)
+    pose_ok = metrics.get("has_pose", True) is False or (pose is not None and pose <= TAKE_OFF_ATE_RATIO)
+    passed = depth is not None and depth <= TAKE_OFF_ABS_REL_RATIO and pose_ok
     return {"abs_rel_ratio": depth, "ate5_ratio": pose, "passed": bool(passed)}
 
 

@@ -93,7 +93,7 @@ def test_demo_runs_the_baseline_stage(tmp_path):
                  "--set", "data.synth_frames=8", "--set", "data.synth_sequences=1", "--set", "data.num_workers=0",
                  "--set", "train.progress=false"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["stage"] == "baseline" and metrics["steps"]["baseline"] == 1
+    assert metrics["stage"] == "baseline" and metrics["steps"]["baseline"] == 1 and metrics["has_pose"] is True
     assert metrics["steps"]["featurenet"] is None and not (out / "run" / "featurenet").exists()
     assert set(metrics["take_off"]) == {"abs_rel_ratio", "ate5_ratio", "passed"}
 
@@ -119,3 +119,20 @@ def test_take_off_criterion():
     assert not take_off(m(0.4, 0.25, 0.1, 1.0))["passed"]  # depth ratio 0.625
     assert not take_off(m(0.4, 0.1, 0.71, 1.0))["passed"]  # pose ratio 0.71
     assert take_off(m(0.4, 0.1, None, 1.0)) == {"abs_rel_ratio": 0.25, "ate5_ratio": None, "passed": False}
+    # a stereo-only model has no PoseNet: judged on depth alone
+    assert take_off({**m(0.4, 0.2, None, 1.0), "has_pose": False})["passed"]
+    assert not take_off({**m(0.4, 0.25, None, 1.0), "has_pose": False})["passed"]
+    assert not take_off({**m(0.4, 0.2, None, 1.0), "has_pose": True})["passed"]
+
+
+def test_demo_stereo_only_has_no_pose_metrics(tmp_path):
+    """`featdepth demo --set data.frame_ids=[0,s]` trains without a PoseNet; it used to stop with "this model has
+    no PoseNet" after training, when it measured the rotation response."""
+    out = tmp_path / "demo_stereo"
+    assert main(["demo", "--out", str(out), "--steps", "1", "--device", "cpu", "--set", "train.stage=baseline",
+                 "--set", "data.frame_ids=[0,s]", "--set", "data.synth_frames=8", "--set", "data.synth_sequences=1",
+                 "--set", "data.num_workers=0", "--set", "train.progress=false"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["has_pose"] is False and metrics["rotation_response"] is None
+    assert metrics["final"]["ate5"] is None and metrics["final"]["abs_rel"] > 0
+    assert metrics["take_off"]["ate5_ratio"] is None and len(list(out.glob("depth_*.png"))) == 3
