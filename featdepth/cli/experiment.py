@@ -12,6 +12,7 @@ Examples::
 
     featdepth experiment run --out runs/ablation --preset tiny --dry-run
     featdepth experiment run --out runs/decide --preset decide
+    featdepth experiment run --out runs/decide --preset decide --sweep rec_dis_cvt_1e-1   # + the dis/cvt weight sweep
     featdepth experiment run --out runs/ablation --preset cpu --seeds 0 1 --variants baseline fm_dis_cvt
     featdepth experiment run --out runs/real_paper --preset decide --no-synthetic --real-recipe paper --real-set optim.lr=2e-4
     featdepth experiment report runs/ablation
@@ -26,6 +27,13 @@ import argparse
 import shlex
 import sys
 from typing import Any
+
+
+def _sweep(values: list[str] | None) -> list[str] | None:
+    """``--sweep``: ``None`` (the preset's), ``[]`` for ``none``, else the FeatureNet settings."""
+    if values is None:
+        return None
+    return [] if values == ["none"] else list(values)
 
 
 def _featurenet_seeds(values: list[str] | None) -> list[int] | str | None:
@@ -50,7 +58,8 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
                              real_steps=args.real_steps, real_feature_steps=args.real_feature_steps,
                              real_sources=args.real_sources, real_seeds=args.real_seeds, real_size=args.real_size,
                              real_variants=args.real_variants, real_recipe=args.real_recipe,
-                             device=args.device, featurenet_seeds=_featurenet_seeds(args.featurenet_seeds))
+                             device=args.device, featurenet_seeds=_featurenet_seeds(args.featurenet_seeds),
+                             sweep_featurenets=_sweep(args.sweep))
     options = RunOptions(synthetic=not args.no_synthetic, real=not args.no_real, landscape=not args.no_landscape,
                          shared_data=args.shared_data, keep_full_checkpoints=args.keep_checkpoints)
     if args.dry_run:
@@ -126,6 +135,10 @@ def register(sub: Any) -> None:
     p.add_argument("--featurenet-seeds", nargs="+", metavar="SEED",
                    help="train the synthetic FeatureNets for these seeds only and share them across the depth runs; "
                         "'each' trains one per seed (default: the preset's)")
+    p.add_argument("--sweep", nargs="+", metavar="SETTING",
+                   help="FeatureNets of the weight sweep, trained for the loss landscape and the feature statistics "
+                        "only (no depth runs): rec_dis_cvt_1e-2, rec_dis_cvt_1e-1, or 'none' (default: the preset's; "
+                        "decide has none, decide_gpu both)")
     p.add_argument("--real-variants", nargs="+",
                    help="variants of the real-data runs (default: the preset's, restricted to --variants when given)")
     p.add_argument("--real-recipe", choices=["paper", "robust"],

@@ -155,20 +155,20 @@ PRESETS: dict[str, ExperimentPreset] = {
     ),
     # "Deciding the claim" (docs/experiments.md): baseline vs fm_rec vs fm_dis_cvt with 8 seeds each on the
     # demo's synthetic recipe (synthetic_small: 6 training sequences of 60 frames), paired per seed; the real
-    # clip with 4 seeds. One FeatureNet per setting (seed 0), trained 12x longer than the 100 steps per seed
-    # before, shared by every seed; the weight sweep (dis = cvt = 1e-1 beside the default 1e-3; 1e-2 was
-    # measured in the 2026-11-29 run and dropped for time) for the landscape and statistics. Sized to
-    # estimate_seconds <= 85 min on 2 quiet CPU cores (after the recalibration on its first run, which took
-    # about 92 idle minutes with the 1e-2 FeatureNet and 240 real steps). Run as it is on 2026-11-30: 88.8 min
-    # wall, ~4 min of it lost to other jobs (docs/experiments.md, "Second run of `decide`"); that run and the
-    # first predate synthetic_small's model.disp_grad_floor=1e-4 (`--set model.disp_grad_floor=0` reproduces
-    # them). The third run, the preset exactly as below on the otherwise idle machine: 81.1 min
-    # (docs/experiments.md, "Third run of `decide`").
+    # clip with 4 seeds. One FeatureNet per setting (seed 0), shared by every seed, trained 2000 steps: there its
+    # reconstruction loss on the held-out sequences has flattened (at 1200, the length until 2026-11-30, it was
+    # ~4 % above its plateau; the training loss keeps falling as it memorises the 360 training images:
+    # docs/experiments.md, "FeatureNet trained to flat"). Sized to estimate_seconds <= 85 min on 2 quiet CPU
+    # cores. Its history (docs/experiments.md): the first run (1e-2 and 1e-1 weight-sweep FeatureNets, 240 real
+    # steps) took about 92 idle minutes; the second 88.8 min, ~4 of them lost to other jobs; the third, with
+    # 1200-step FeatureNets and the 1e-1 sweep, 81.1 min on the idle machine. To pay for the longer FeatureNets
+    # the 1e-1 sweep FeatureNet is no longer part of it (`--sweep rec_dis_cvt_1e-1` adds it back, ~5 min).
+    # The first two runs predate synthetic_small's model.disp_grad_floor=1e-4 (`--set model.disp_grad_floor=0`).
     "decide": ExperimentPreset(
-        name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=1200,
+        name="decide", height=64, width=192, batch_size=4, depth_steps=400, feature_steps=2000,
         seeds=[0, 1, 2, 3, 4, 5, 6, 7], variants=["baseline", "fm_rec", "fm_dis_cvt"], synth_sequences=6,
         synth_val_sequences=2, synth_frames=60, warmup_iters=50, landscape_points=31, landscape_pairs=3,
-        featurenet_seeds=[0], sweep_featurenets=["rec_dis_cvt_1e-1"],
+        featurenet_seeds=[0],
         # the real clip with the robust recipe: 8 of 8 runs learned at 200 steps, against 5 of 8 with the paper's
         # (docs/experiments.md, "decide's real part with the robust recipe")
         real=RealPreset(height=96, width=320, batch_size=4, depth_steps=200, feature_steps=400, seeds=[0, 1, 2, 3],
@@ -209,11 +209,14 @@ def get_preset(name: str) -> ExperimentPreset:
 #: 0.32 s (two-stage FeatDepth): 3-7 % slower than this calibration, within the spread between sessions.
 CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.15, "baseline": 0.29, "depth": 0.30, "joint": 0.46}
 #: FeatureNet steps with the discriminative/convergent terms (their feature gradients) cost more than the
-#: reconstruction alone: 0.19-0.22 s against 0.156 s in the same `decide` run. Not confirmed by the second
-#: `decide` run (2026-11-30; median step 0.158 s rec, partly shared, 0.152 s rec+dis+cvt, 0.144 s at 1e-1:
-#: the rec stage computes both terms for its log too). Kept, because with 1.0 the whole estimate of that run
-#: (83.7 min against ~85 undisturbed) would have been 1.5 min further under.
-DIS_CVT_FEATURENET_FACTOR = 1.25
+#: reconstruction alone: 0.19-0.22 s against 0.156 s in the same `decide` run (a partly shared machine). Not
+#: confirmed since: the second `decide` run (median step 0.158 s rec, 0.152 s rec+dis+cvt, 0.144 s at 1e-1; the
+#: rec stage computes both terms for its log too) and the third, on the idle machine (1200 steps in 180.7 s rec,
+#: 177.4 s rec+dis+cvt, 177.8 s at 1e-1). So 1.0: the terms cost nothing measurable.
+DIS_CVT_FEATURENET_FACTOR = 1.0
+#: Seconds per held-out image of a FeatureNet validation at 64x192 (every second epoch, up to 120 images:
+#: runs.FEATURENET_VAL_OVERRIDES); measured about 1.5 s for 120 images beside the 6000-step FeatureNet.
+FEATURENET_VAL_SECONDS_PER_IMAGE = 0.0125
 _REF_PIXELS = 64 * 192 * 4
 #: Share of a 64x192 batch-4 step that does not grow with pixels x batch (per-layer overheads, the
 #: optimiser). A step at ``k`` times the pixels costs ``(FIXED + (1 - FIXED) k)`` times the reference. Fitted
@@ -268,8 +271,13 @@ def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: 
     synth = sum(_step_seconds(v.stage, p.height, p.width, p.batch_size, dev, amp) * p.depth_steps for v in variants) * len(p.seeds)
     settings = {v.featurenet for v in variants if v.featurenet}
     settings |= {s for s in p.sweep_featurenets}
+    n_fns = len(settings) * len(p.featurenet_seed_list())
     fns = sum(_featurenet_factor(s) for s in settings) * len(p.featurenet_seed_list()) * p.feature_steps * _step_seconds(
         "featurenet", p.height, p.width, p.batch_size, dev, amp)
+    steps_per_epoch = max(1, p.synth_sequences * p.synth_frames // p.batch_size)
+    n_vals = p.feature_steps // (2 * steps_per_epoch) + 1  # every second epoch, and at the end
+    val_s = FEATURENET_VAL_SECONDS_PER_IMAGE * (p.height * p.width) / (64 * 192)
+    fns += n_fns * n_vals * min(120, p.synth_val_sequences * p.synth_frames) * (val_s / 25.0 if dev.startswith("cuda") else val_s)
     n_runs = len(variants) * len(p.seeds)
     val_frames = p.synth_val_sequences * p.synth_frames
     infer = 0.03 / 25.0 if dev.startswith("cuda") else 0.03  # per evaluated frame; the metrics stay on the CPU

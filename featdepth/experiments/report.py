@@ -279,7 +279,10 @@ def _featurenet_rows(fns: Mapping[str, Any], where: str) -> list[list[Any]]:
             rows.append([where, f"`{setting}`", seed, _fmt(c.get("last_step", c["steps"][-1] if c.get("steps") else None), 0),
                          _fmt(rec[0] if rec else None, 4), _fmt(c.get("final"), 4),
                          _fmt(100 * c["change_last_quarter"] if "change_last_quarter" in c else None, 1),
-                         _fmt(c.get("flattened")), _fmt((c.get("discriminative") or [None])[-1], 4),
+                         _fmt(c.get("flattened")),
+                         _fmt((c.get("val_reconstruction") or [None])[0], 4), _fmt(c.get("val_final"), 4),
+                         _fmt(100 * c["val_change_last_quarter"] if "val_change_last_quarter" in c else None, 1),
+                         _fmt(c.get("val_flattened")), _fmt((c.get("discriminative") or [None])[-1], 4),
                          _fmt((c.get("convergent") or [None])[-1], 4)])
     return rows
 
@@ -296,9 +299,12 @@ def plot_featurenet_curves(curves: Mapping[str, Mapping[str, Any]], path: Path) 
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for label, c in curves.items():
-        ax.plot(c["steps"], c["reconstruction"], label=label)
+        (line,) = ax.plot(c["steps"], c["reconstruction"], label=f"{label} (training)")
+        if c.get("val_steps"):
+            ax.plot(c["val_steps"], c["val_reconstruction"], "o--", color=line.get_color(), markersize=3,
+                    label=f"{label} (held-out)")
     ax.set_xlabel("FeatureNet step")
-    ax.set_ylabel("reconstruction loss (window mean)")
+    ax.set_ylabel("reconstruction loss")
     ax.set_title("FeatureNet stage: reconstruction loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -319,10 +325,12 @@ def _featurenet_section(results: Mapping[str, Any], fig_dir: Path) -> list[str]:
               for setting, by_seed in results.get("featurenets", {}).items() for seed, f in by_seed.items()}
     md = ["## FeatureNet training\n",
           "Reconstruction loss at the start (first window) and over the last quarter of the logged steps; `change` = "
-          "relative change of that mean against the quarter before (%); `flattened` = less than 2 % further decrease. `dis`/`cvt` = "
-          "the unweighted discriminative and convergent terms at the end.\n",
-          _table(["data", "setting", "seed", "steps", "rec start", "rec end", "change %", "flattened", "dis", "cvt"],
-                 rows) + "\n"]
+          "relative change of that mean against the quarter before (%); `flattened` = less than 2 % further decrease. "
+          "`held-out` = the same loss on the held-out sequences at the first and last validation, its change against "
+          "the validation at three quarters of the run, and whether that is less than 2 % (empty: no held-out data). "
+          "`dis`/`cvt` = the unweighted discriminative and convergent terms at the end.\n",
+          _table(["data", "setting", "seed", "steps", "rec start", "rec end", "change %", "flattened", "held-out start",
+                  "held-out end", "held-out change %", "held-out flattened", "dis", "cvt"], rows) + "\n"]
     fig = plot_featurenet_curves(curves, fig_dir / "featurenet_curves.png")
     if fig is not None:
         md.append("![FeatureNet curves](figures/featurenet_curves.png)\n")

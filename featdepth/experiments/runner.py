@@ -169,6 +169,8 @@ class BudgetOverrides:
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         featurenet_seeds: train the synthetic FeatureNets for these seeds only and share them across the
             depth runs (``"each"``: one per seed); see ``ExperimentPreset.featurenet_seeds``.
+        sweep_featurenets: FeatureNet settings (:data:`FEATURENET_SETTINGS` names) trained for the landscape and
+            the feature statistics only, instead of the preset's (empty: none).
     """
 
     seeds: Sequence[int] | None = None
@@ -184,10 +186,11 @@ class BudgetOverrides:
     featurenet_seeds: Sequence[int] | str | None = None
     real_variants: Sequence[str] | None = None
     real_recipe: str | None = None
+    sweep_featurenets: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         # sequences become tuples, so that a frozen instance is really immutable
-        for name in ("seeds", "variants", "real_sources", "real_seeds", "real_size", "real_variants"):
+        for name in ("seeds", "variants", "real_sources", "real_seeds", "real_size", "real_variants", "sweep_featurenets"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
@@ -253,6 +256,12 @@ def configure_preset(preset: str | ExperimentPreset, budget: BudgetOverrides | N
             raise ValueError("featurenet_seeds must name at least one seed (or 'each')")
         else:
             p.featurenet_seeds = [int(s) for s in b.featurenet_seeds]
+    if b.sweep_featurenets is not None:
+        unknown = [n for n in b.sweep_featurenets if n not in FEATURENET_SETTINGS]
+        if unknown:
+            raise ValueError(f"unknown FeatureNet setting(s) {', '.join(unknown)} for the weight sweep; choose from "
+                             f"{', '.join(FEATURENET_SETTINGS)}")
+        p.sweep_featurenets = list(dict.fromkeys(b.sweep_featurenets))
     if p.real is not None:
         p.real.seeds = list(p.real.seeds) if b.seeds is None else [int(s) for s in b.seeds][: max(1, len(p.real.seeds))]
         if b.real_steps is not None:

@@ -62,12 +62,20 @@ def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, An
     the quarter before: ``final / previous - 1``; above -0.02, i.e. less than 2 % further decrease, counts as
     ``flattened``). Quarters, not tenths: the logged values are single batches, and over a tenth of a run
     their noise (several %) hides a trend of a few % per hundred steps. An absent or empty log gives ``{}``.
+
+    When the run validated more than once (``val/reconstruction`` rows: the reconstruction loss on the held-out
+    sequences), the held-out curve comes too: ``val_steps``, ``val_reconstruction``, ``val_final`` (the last
+    value), ``val_change_last_quarter`` (``val_final`` against the latest value logged at or before three
+    quarters of the run, ``- 1``) and ``val_flattened`` (that change above -0.02). The held-out loss is the
+    one that says whether more steps still improve the features on images the FeatureNet has not seen; the
+    training loss can keep falling while the network memorises its few training images
+    (docs/experiments.md, "FeatureNet trained to flat").
     """
 
     path = Path(log_path)
     if not path.is_file():
         return {}
-    rows = []
+    rows, val_rows = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             r = json.loads(line)
@@ -75,6 +83,8 @@ def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, An
             continue  # a line cut by a kill
         if "loss/reconstruction" in r and "step" in r:
             rows.append(r)
+        elif "val/reconstruction" in r and "step" in r:
+            val_rows.append(r)
     if not rows:
         return {}
     steps = np.array([r["step"] for r in rows], dtype=float)
@@ -92,6 +102,14 @@ def featurenet_curve(log_path: str | Path, max_points: int = 60) -> dict[str, An
         prev = float(rec[-2 * n:-n].mean())
         out["change_last_quarter"] = out["final"] / prev - 1.0 if prev > 0 else float("nan")
         out["flattened"] = bool(out["change_last_quarter"] > -0.02)
+    if len(val_rows) >= 2:
+        vs = [float(r["step"]) for r in val_rows]
+        vr = [float(r["val/reconstruction"]) for r in val_rows]
+        out["val_steps"], out["val_reconstruction"], out["val_final"] = vs, vr, vr[-1]
+        earlier = [v for s, v in zip(vs[:-1], vr[:-1]) if s <= 0.75 * vs[-1]]
+        if earlier and earlier[-1] > 0:
+            out["val_change_last_quarter"] = vr[-1] / earlier[-1] - 1.0
+            out["val_flattened"] = bool(out["val_change_last_quarter"] > -0.02)
     return out
 
 
@@ -136,9 +154,16 @@ def slim_checkpoint(path: str | Path) -> Path:
     return target
 
 
+#: Every FeatureNet stage of an experiment validates every second epoch on up to 120 held-out images, so that its
+#: held-out reconstruction curve is known (:func:`featurenet_curve`). Validation restores every random generator,
+#: so the training is bit-identical with or without it (checked on `decide`'s FeatureNet, 940 logged steps).
+FEATURENET_VAL_OVERRIDES = ("train.val_every=2", "train.val_max_images=120")
+
+
 def train_featurenet(base_overrides: Sequence[str], setting: str, out_dir: Path, *, preset_name: str = "synthetic_small",
                      extra: Sequence[str] = (), slim: bool = True) -> dict[str, Any]:
-    """Train (or reuse) the FeatureNet stage of ``setting`` in ``out_dir``; returns its summary."""
+    """Train (or reuse) the FeatureNet stage of ``setting`` in ``out_dir``, validating as
+    :data:`FEATURENET_VAL_OVERRIDES` says; returns its summary."""
 
     summary_path = out_dir / "summary.json"
     if summary_path.is_file():
@@ -148,7 +173,8 @@ def train_featurenet(base_overrides: Sequence[str], setting: str, out_dir: Path,
             return summary
     dis, cvt = FEATURENET_SETTINGS[setting]
     cfg = load_config(preset_name, list(base_overrides) + ["train.stage=featurenet", f"loss.discriminative_weight={dis}",
-                                                          f"loss.convergent_weight={cvt}"] + list(extra))
+                                                          f"loss.convergent_weight={cvt}", *FEATURENET_VAL_OVERRIDES]
+                      + list(extra))
     t0 = time.perf_counter()
     summary = run_training(cfg, out_dir=out_dir)
     summary["wall_seconds"] = time.perf_counter() - t0

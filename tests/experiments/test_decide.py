@@ -38,14 +38,25 @@ def test_decide_presets_budget():
 
 
 def test_estimate_featurenet_cost_by_setting():
-    """FeatureNets with the dis/cvt terms cost DIS_CVT_FEATURENET_FACTOR x the reconstruction-only step (measured in
-    the decide run): decide's FeatureNets are rec, rec_dis_cvt and the 1e-1 sweep, 1200 steps each at 64x192."""
-    from featdepth.experiments.presets import CPU_SECONDS_PER_STEP, DIS_CVT_FEATURENET_FACTOR, _featurenet_factor
+    """decide's FeatureNets (rec and rec_dis_cvt, 2000 steps at 64x192) by hand: the steps (the dis/cvt terms cost
+    DIS_CVT_FEATURENET_FACTOR x, measured 1.0 in the third decide run) plus a validation on the 120 held-out images
+    every second epoch of 90 steps and at the end; --sweep adds a third FeatureNet."""
+    from featdepth.experiments.presets import (CPU_SECONDS_PER_STEP, DIS_CVT_FEATURENET_FACTOR,
+                                               FEATURENET_VAL_SECONDS_PER_IMAGE, _featurenet_factor)
 
-    assert _featurenet_factor("rec") == 1.0 and _featurenet_factor("rec_dis_cvt_1e-1") == DIS_CVT_FEATURENET_FACTOR > 1
+    assert _featurenet_factor("rec") == 1.0 and _featurenet_factor("rec_dis_cvt_1e-1") == DIS_CVT_FEATURENET_FACTOR
     d = get_preset("decide")
-    by_hand = (1 + 2 * DIS_CVT_FEATURENET_FACTOR) * 1200 * CPU_SECONDS_PER_STEP["featurenet"]
+    assert d.sweep_featurenets == [] and d.feature_steps == 2000
+    validations = 2000 // 180 + 1
+    one_val = 120 * FEATURENET_VAL_SECONDS_PER_IMAGE
+    by_hand = ((1 + DIS_CVT_FEATURENET_FACTOR) * 2000 * CPU_SECONDS_PER_STEP["featurenet"] + 2 * validations * one_val)
     assert estimate_seconds(d, device="cpu")["featurenets"] == pytest.approx(by_hand, rel=1e-9)
+    swept = configure_preset("decide", BudgetOverrides(sweep_featurenets=["rec_dis_cvt_1e-1"]))
+    assert swept.sweep_featurenets == ["rec_dis_cvt_1e-1"] and get_preset("decide").sweep_featurenets == []
+    extra = DIS_CVT_FEATURENET_FACTOR * 2000 * CPU_SECONDS_PER_STEP["featurenet"] + validations * one_val
+    assert estimate_seconds(swept, device="cpu")["featurenets"] == pytest.approx(by_hand + extra, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown FeatureNet setting.*rec_dis_cvt_1e-3"):
+        configure_preset("decide", BudgetOverrides(sweep_featurenets=["rec_dis_cvt_1e-3"]))
 
 
 def test_estimate_calibrated_on_the_measured_run():
@@ -116,7 +127,10 @@ def test_decide_pipeline_tiny_budget(tmp_path, capsys):
     p.synth_sequences, p.synth_val_sequences, p.synth_frames = 2, 1, 6
     p.warmup_iters, p.val_max_images = 1, 2
     out = tmp_path / "decide"
-    results = run_experiment(out, p, BudgetOverrides(seeds=[0, 1], variants=["baseline", "fm_rec"], steps=2, feature_steps=2),
+    # 7 FeatureNet steps: 3 per epoch, so validations after epoch 2 (step 6) and at the end (a held-out curve)
+    budget = BudgetOverrides(seeds=[0, 1], variants=["baseline", "fm_rec"], steps=2, feature_steps=7,
+                             sweep_featurenets=["rec_dis_cvt_1e-1"])
+    results = run_experiment(out, p, budget,
                              RunOptions(real=False, landscape=False), command="featdepth experiment run --preset decide")
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[experiment]")]
     assert err[0].startswith("[experiment] estimated time on a quiet machine:")  # the estimate first
@@ -128,7 +142,8 @@ def test_decide_pipeline_tiny_budget(tmp_path, capsys):
         "rec/seed0", "rec_dis_cvt_1e-1/seed0"]
     fm1 = next(r for r in results["runs"] if (r["variant"], r["seed"]) == ("fm_rec", 1))
     assert fm1["featurenet_checkpoint"] == results["featurenets"]["rec"]["0"]["checkpoint"]
-    assert len(results["featurenets"]["rec"]["0"]["curve"]["reconstruction"]) >= 1
+    curve = results["featurenets"]["rec"]["0"]["curve"]
+    assert len(curve["reconstruction"]) >= 1 and curve["val_steps"] == [6.0, 7.0] and len(curve["val_reconstruction"]) == 2
     saved = json.loads((out / "results.json").read_text())
     ps = saved["paired_stats"]
     rows = {(r["variant"], r["region"], r["metric"]): r for r in ps["synthetic"]}
@@ -139,4 +154,5 @@ def test_decide_pipeline_tiny_budget(tmp_path, capsys):
     assert r["differences"] == pytest.approx([by[("fm_rec", s)] - by[("baseline", s)] for s in (0, 1)])
     report = (out / "report.md").read_text()
     assert "## FeatureNet training" in report and (out / "figures" / "featurenet_curves.png").is_file()
+    assert "held-out flattened" in report
     assert "## Paired differences against the baseline (same seed)" in report and "| `fm_rec` | textureless | abs_rel | 2 |" in report

@@ -255,7 +255,20 @@ def test_featurenet_curve(tmp_path):
     assert c["flattened"] is False  # 1/s still falls by ~25 % per quarter of the run
     flat = [json.dumps({"step": s, "loss/reconstruction": 0.05 + 0.001 * (s % 2)}) for s in range(1, 101)]
     log.write_text("\n".join(flat))
-    assert featurenet_curve(log)["flattened"] is True
+    c = featurenet_curve(log)
+    assert c["flattened"] is True and "val_steps" not in c  # no held-out rows: no held-out curve
+    # held-out rows (validation every 20 steps): compared with the last one at or before 3/4 of the run (step 60)
+    val = [json.dumps({"step": s, "val/reconstruction": 0.2 - 0.001 * s}) for s in range(20, 101, 20)]
+    log.write_text("\n".join(flat + val))
+    c = featurenet_curve(log)
+    assert c["val_steps"] == [20.0, 40.0, 60.0, 80.0, 100.0] and c["val_final"] == pytest.approx(0.1)
+    assert c["val_change_last_quarter"] == pytest.approx(0.1 / 0.14 - 1) and c["val_flattened"] is False
+    assert c["flattened"] is True  # the training loss is flat while the held-out one still falls
+    val_flat = [json.dumps({"step": s, "val/reconstruction": 0.1 + 0.0001 * (s == 100)}) for s in range(20, 101, 20)]
+    log.write_text("\n".join(flat + val_flat))
+    assert featurenet_curve(log)["val_flattened"] is True
+    log.write_text("\n".join(flat + val[-1:]))  # one validation (the end of the run): no curve
+    assert "val_steps" not in featurenet_curve(log)
     assert featurenet_curve(tmp_path / "absent.jsonl") == {}
 
 
