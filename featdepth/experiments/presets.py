@@ -157,7 +157,7 @@ PRESETS: dict[str, ExperimentPreset] = {
     # demo's synthetic recipe (synthetic_small: 6 training sequences of 60 frames), paired per seed; the real
     # clip with 4 seeds. One FeatureNet per setting (seed 0), shared by every seed, trained 2000 steps: there its
     # reconstruction loss on the held-out sequences has flattened (at 1200, the length until 2026-11-30, it was
-    # ~4 % above its plateau; the training loss keeps falling as it memorises the 360 training images:
+    # ~6 % above its plateau; the training loss keeps falling as it memorises the 360 training images:
     # docs/experiments.md, "FeatureNet trained to flat"). Sized to estimate_seconds <= 85 min on 2 quiet CPU
     # cores. Its history (docs/experiments.md): the first run (1e-2 and 1e-1 weight-sweep FeatureNets, 240 real
     # steps) took about 92 idle minutes; the second 88.8 min, ~4 of them lost to other jobs; the third, with

@@ -92,6 +92,23 @@ def test_cli_dry_run_prints_the_estimate_first(capsys):
     assert "8 seeds" in lines[1] and "fm_rec" in lines[1] and "4 seeds" in lines[2]
 
 
+def test_cli_sweep_option(capsys):
+    from featdepth.cli import main
+
+    base = ["experiment", "run", "--out", "unused", "--dry-run", "--device", "cpu"]
+    assert main(base + ["--preset", "decide", "--sweep", "rec_dis_cvt_1e-1"]) == 0
+    out = capsys.readouterr().out
+    assert "weight sweep: rec_dis_cvt_1e-1" in out
+    swept = float(re.match(r"estimated time on a quiet machine: ([0-9.]+) min", out).group(1))
+    assert main(base + ["--preset", "decide"]) == 0
+    out = capsys.readouterr().out
+    assert "weight sweep" not in out and float(re.match(r"estimated time on a quiet machine: ([0-9.]+) min", out).group(1)) < swept
+    assert main(base + ["--preset", "decide_gpu", "--sweep", "none"]) == 0
+    assert "weight sweep" not in capsys.readouterr().out
+    assert main(base + ["--preset", "decide", "--sweep", "rec_dis_cvt_2"]) != 0
+    assert "unknown FeatureNet setting(s) rec_dis_cvt_2" in capsys.readouterr().err
+
+
 def test_cli_presets_lists_decide(capsys):
     from featdepth.cli import main
 
