@@ -215,8 +215,9 @@ CPU_SECONDS_PER_STEP: dict[str, float] = {"featurenet": 0.15, "baseline": 0.29, 
 #: 177.4 s rec+dis+cvt, 177.8 s at 1e-1). So 1.0: the terms cost nothing measurable.
 DIS_CVT_FEATURENET_FACTOR = 1.0
 #: Seconds per held-out image of a FeatureNet validation at 64x192 (every second epoch, up to 120 images:
-#: runs.FEATURENET_VAL_OVERRIDES); measured about 1.5 s for 120 images beside the 6000-step FeatureNet.
-FEATURENET_VAL_SECONDS_PER_IMAGE = 0.0125
+#: runs.FEATURENET_VAL_OVERRIDES); measured in the fourth `decide` run: an epoch end with validation took 2.6 s
+#: longer than one without (4.1-5.6 s against 1.9-2.4 s for 10 steps and the checkpoint), for 120 images.
+FEATURENET_VAL_SECONDS_PER_IMAGE = 0.022
 _REF_PIXELS = 64 * 192 * 4
 #: Share of a 64x192 batch-4 step that does not grow with pixels x batch (per-layer overheads, the
 #: optimiser). A step at ``k`` times the pixels costs ``(FIXED + (1 - FIXED) k)`` times the reference. Fitted
