@@ -218,6 +218,10 @@ DIS_CVT_FEATURENET_FACTOR = 1.0
 #: runs.FEATURENET_VAL_OVERRIDES); measured in the fourth `decide` run: an epoch end with validation took 2.6 s
 #: longer than one without (4.1-5.6 s against 1.9-2.4 s for 10 steps and the checkpoint), for 120 images.
 FEATURENET_VAL_SECONDS_PER_IMAGE = 0.022
+#: Every experiment FeatureNet validates every this many epochs on up to this many held-out images
+#: (runs.FEATURENET_VAL_OVERRIDES is built from them, and the estimate counts them).
+FEATURENET_VAL_EVERY_EPOCHS = 2
+FEATURENET_VAL_MAX_IMAGES = 120
 _REF_PIXELS = 64 * 192 * 4
 #: Share of a 64x192 batch-4 step that does not grow with pixels x batch (per-layer overheads, the
 #: optimiser). A step at ``k`` times the pixels costs ``(FIXED + (1 - FIXED) k)`` times the reference. Fitted
@@ -276,9 +280,10 @@ def estimate_seconds(preset: ExperimentPreset, *, real: bool = True, landscape: 
     fns = sum(_featurenet_factor(s) for s in settings) * len(p.featurenet_seed_list()) * p.feature_steps * _step_seconds(
         "featurenet", p.height, p.width, p.batch_size, dev, amp)
     steps_per_epoch = max(1, p.synth_sequences * p.synth_frames // p.batch_size)
-    n_vals = p.feature_steps // (2 * steps_per_epoch) + 1  # every second epoch, and at the end
+    n_vals = p.feature_steps // (FEATURENET_VAL_EVERY_EPOCHS * steps_per_epoch) + 1  # and at the end
     val_s = FEATURENET_VAL_SECONDS_PER_IMAGE * (p.height * p.width) / (64 * 192)
-    fns += n_fns * n_vals * min(120, p.synth_val_sequences * p.synth_frames) * (val_s / 25.0 if dev.startswith("cuda") else val_s)
+    val_images = min(FEATURENET_VAL_MAX_IMAGES, p.synth_val_sequences * p.synth_frames)
+    fns += n_fns * n_vals * val_images * (val_s / 25.0 if dev.startswith("cuda") else val_s)
     n_runs = len(variants) * len(p.seeds)
     val_frames = p.synth_val_sequences * p.synth_frames
     infer = 0.03 / 25.0 if dev.startswith("cuda") else 0.03  # per evaluated frame; the metrics stay on the CPU

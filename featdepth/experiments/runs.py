@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from featdepth.config import Config, load_config
-from featdepth.experiments.presets import FEATURENET_SETTINGS, ExperimentPreset, Variant
+from featdepth.experiments.presets import (FEATURENET_SETTINGS, FEATURENET_VAL_EVERY_EPOCHS, FEATURENET_VAL_MAX_IMAGES,
+                                           ExperimentPreset, Variant)
 from featdepth.models.feature_net import FeatureNet
 from featdepth.training.checkpoints import MANIFEST, load_checkpoint
 from featdepth.utils.checkpoint_io import write_safetensors_checkpoint
@@ -157,7 +158,7 @@ def slim_checkpoint(path: str | Path) -> Path:
 #: Every FeatureNet stage of an experiment validates every second epoch on up to 120 held-out images, so that its
 #: held-out reconstruction curve is known (:func:`featurenet_curve`). Validation restores every random generator,
 #: so the training is bit-identical with or without it (checked on `decide`'s FeatureNet, 940 logged steps).
-FEATURENET_VAL_OVERRIDES = ("train.val_every=2", "train.val_max_images=120")
+FEATURENET_VAL_OVERRIDES = (f"train.val_every={FEATURENET_VAL_EVERY_EPOCHS}", f"train.val_max_images={FEATURENET_VAL_MAX_IMAGES}")
 
 
 def train_featurenet(base_overrides: Sequence[str], setting: str, out_dir: Path, *, preset_name: str = "synthetic_small",
